@@ -1,0 +1,83 @@
+"""What the membership-inference audit does: how many models, which attacks, how to read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dptrain.errors import ConfigError
+
+AUDIT_MODES = ("leave_many_out", "none")
+ATTACK_NAMES = ("loss", "lira", "lira_offline", "rmia")
+PATIENT_AGGREGATIONS = ("max", "mean")
+
+
+@dataclass
+class AuditConfig:
+    """The leave-many-out audit of the training recipe.
+
+    Attributes:
+        mode: ``leave_many_out`` (train ``num_models`` models on random halves of the patients) or
+            ``none`` (skip the audit).
+        num_models: K, even; each patient is in the training set of exactly K/2 models. More models
+            give each patient more IN/OUT observations and less noisy per-patient risk.
+        attacks: Attacks to run, from ``loss``, ``lira`` (online), ``lira_offline``, ``rmia``.
+        lira_fixed_variance: Use one pooled variance in LiRA (recommended for small K).
+        rmia_offline_a: RMIA's offline coefficient a (Zarifzadeh et al. 2024).
+        rmia_gamma: RMIA's likelihood-ratio threshold γ.
+        rmia_num_population: Number of population records z per target model in RMIA.
+        patient_aggregation: ``max`` (a patient is as exposed as their most exposed record) or
+            ``mean`` over the patient's records.
+        fpr_targets: False-positive rates at which TPR is reported.
+        confidence: Confidence level of per-patient lower bounds and ε lower bounds.
+        risk_thresholds: Patient AUC thresholds at which exposed patients are counted.
+        min_models_for_patients: Below this K the report warns that per-patient numbers are noisy.
+        workers: Processes training audit models in parallel; 0 means one per CPU core.
+    """
+
+    mode: str = "leave_many_out"
+    num_models: int = 64
+    attacks: list[str] = field(default_factory=lambda: list(ATTACK_NAMES))
+    lira_fixed_variance: bool = False
+    rmia_offline_a: float = 0.3
+    rmia_gamma: float = 1.0
+    rmia_num_population: int = 1000
+    patient_aggregation: str = "max"
+    fpr_targets: list[float] = field(default_factory=lambda: [0.001, 0.01])
+    confidence: float = 0.95
+    risk_thresholds: list[float] = field(default_factory=lambda: [0.8, 0.9, 0.95])
+    min_models_for_patients: int = 32
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUDIT_MODES:
+            raise ConfigError(f"audit.mode must be one of {list(AUDIT_MODES)}, got {self.mode!r}")
+        if self.num_models < 2 or self.num_models % 2:
+            raise ConfigError(
+                f"audit.num_models must be an even number >= 2, got {self.num_models}"
+            )
+        unknown = [name for name in self.attacks if name not in ATTACK_NAMES]
+        if unknown or not self.attacks:
+            raise ConfigError(
+                f"audit.attacks must be a non-empty list from {list(ATTACK_NAMES)}, "
+                f"got {list(self.attacks)}"
+            )
+        if self.patient_aggregation not in PATIENT_AGGREGATIONS:
+            raise ConfigError(
+                f"audit.patient_aggregation must be one of {list(PATIENT_AGGREGATIONS)}, "
+                f"got {self.patient_aggregation!r}"
+            )
+        if not all(0 < rate < 1 for rate in self.fpr_targets):
+            raise ConfigError(f"audit.fpr_targets must be in (0, 1), got {list(self.fpr_targets)}")
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"audit.confidence must be in (0, 1), got {self.confidence}")
+        if not all(0.5 <= value < 1 for value in self.risk_thresholds):
+            raise ConfigError(
+                f"audit.risk_thresholds must be in [0.5, 1), got {list(self.risk_thresholds)}"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"audit.workers must be >= 0, got {self.workers}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the run audits at all."""
+        return self.mode != "none"

@@ -1,0 +1,179 @@
+"""The audit's K models: each trained by `fit` on a random half of the patients, then queried.
+
+Every model copies the target's recipe because it *is* the target's recipe: the same `fit`, model
+factory, privacy and training configs. What differs is the patients (a membership mask) and the
+seed. The noise multiplier is calibrated once per training-set size in the parent (Opacus' PRV
+bisection costs seconds) and the models train in parallel worker processes, one thread each:
+small models gain little from intra-op threads, and the K trainings are independent.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dptrain.audit.signals import true_label_confidence
+from dptrain.data.cohort import Cohort
+from dptrain.models import ModelFactory
+from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.training.config import TrainConfig
+from dptrain.training.fit import fit, recipe_noise_multiplier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines how a model is trained, shared by all models of an audit."""
+
+    model_factory: ModelFactory
+    privacy: PrivacyConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class ReferenceModelOutput:
+    """What the audit keeps of one trained model: its signals, never the model itself.
+
+    Attributes:
+        index: Model index k.
+        signals: ``(n_records,)`` float64 logit-scaled confidence φ of every pool record.
+        privacy: The model's privacy guarantee.
+        train_seconds: Wall time of its training loop.
+    """
+
+    index: int
+    signals: np.ndarray
+    privacy: PrivacySpend
+    train_seconds: float
+
+
+def train_reference_models(
+    *,
+    pool: Cohort,
+    membership: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    workers: int = 0,
+    progress: bool = False,
+) -> list[ReferenceModelOutput]:
+    """Trains one model per row of ``membership`` and returns each model's signals on the pool.
+
+    Args:
+        pool: The audit pool (all records of all audited patients).
+        membership: ``(K, n_patients)`` bool, the patients each model trains on.
+        recipe: The target's recipe.
+        seed: Base seed; model k uses ``seed + 1 + k``, none the deployed model's ``seed``.
+        workers: Worker processes; 0 means one per CPU core, 1 trains in this process.
+        progress: Show a progress bar over models.
+
+    Returns:
+        The K outputs, in model order.
+    """
+    noise = _calibrate_per_size(pool, membership, recipe)
+    tasks = [
+        _Task(
+            index=k,
+            patients=np.flatnonzero(membership[k]),
+            seed=seed + 1 + k,
+            noise_multiplier=noise.get(int(pool.records_per_patient[membership[k]].sum())),
+        )
+        for k in range(len(membership))
+    ]
+    workers = workers or os.cpu_count() or 1
+    workers = min(workers, len(tasks))
+    bar = tqdm(total=len(tasks), desc="audit models", unit="model", disable=not progress)
+    outputs: list[ReferenceModelOutput] = []
+    try:
+        for output in _run(tasks, pool=pool, recipe=recipe, workers=workers):
+            outputs.append(output)
+            bar.update(1)
+    finally:
+        bar.close()
+    return sorted(outputs, key=lambda output: output.index)
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    patients: np.ndarray
+    seed: int
+    noise_multiplier: float | None
+
+
+def _calibrate_per_size(pool: Cohort, membership: np.ndarray, recipe: Recipe) -> dict[int, float]:
+    """σ for each distinct training-set size (usually one or two), computed once in the parent."""
+    if not recipe.privacy.private:
+        return {}
+    sizes = {int(n) for n in (membership * pool.records_per_patient).sum(axis=1)}
+    return {
+        size: recipe_noise_multiplier(
+            recipe.privacy,
+            n_records=size,
+            batch_size=recipe.train.batch_size,
+            epochs=recipe.train.epochs,
+        )
+        for size in sizes
+    }
+
+
+def _run(
+    tasks: list[_Task], *, pool: Cohort, recipe: Recipe, workers: int
+) -> Iterator[ReferenceModelOutput]:
+    if workers == 1:
+        for task in tasks:
+            yield _train_one(task, pool, recipe)
+        return
+    context = multiprocessing.get_context(_START_METHOD)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(pool, recipe),
+    ) as executor:
+        yield from executor.map(_train_in_worker, tasks)
+
+
+# fork starts a worker in milliseconds with the pool already in memory, and torch resets its
+# intra-op thread pool in a forked child; where fork is unavailable (Windows) or not the platform
+# default (macOS, where it is unsafe with system frameworks), spawn re-imports (~seconds a worker).
+_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+_worker_state: dict[str, object] = {}
+
+
+def _init_worker(pool: Cohort, recipe: Recipe) -> None:
+    """Receives the pool once per worker instead of once per model."""
+    torch.set_num_threads(1)
+    _worker_state["pool"] = pool
+    _worker_state["recipe"] = recipe
+
+
+def _train_in_worker(task: _Task) -> ReferenceModelOutput:
+    return _train_one(task, _worker_state["pool"], _worker_state["recipe"])
+
+
+def _train_one(task: _Task, pool: Cohort, recipe: Recipe) -> ReferenceModelOutput:
+    model = fit(
+        cohort=pool.subset_by_patients(task.patients),
+        model_factory=recipe.model_factory,
+        privacy=recipe.privacy,
+        train=recipe.train,
+        seed=task.seed,
+        noise_multiplier=task.noise_multiplier,
+    )
+    signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
+    return ReferenceModelOutput(
+        index=task.index,
+        signals=signals,
+        privacy=model.privacy,
+        train_seconds=model.wall_seconds,
+    )

@@ -1,0 +1,400 @@
+"""The leave-many-out membership-inference audit of a training recipe.
+
+K models train on random halves of the patients with the target's exact recipe; every model is in
+turn the target and the others its references. Attacks score every (model, record) pair; scores
+are aggregated to (model, patient) pairs for the aggregate metrics, and each record's IN/OUT signal
+distributions across the K models give its own attack AUC, aggregated to a per-patient risk.
+Beside the measurements: what the DP guarantee allows, from the models' whole privacy profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dptrain.audit.attacks import make_attack
+from dptrain.audit.config import AuditConfig
+from dptrain.audit.metrics import (
+    AttackMetrics,
+    AucInterval,
+    EpsilonLowerBound,
+    RecordVulnerability,
+    attack_metrics,
+    auc_confidence_interval,
+    epsilon_lower_bound,
+    record_vulnerability,
+)
+from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_risk
+from dptrain.audit.reference import Recipe, train_reference_models
+from dptrain.audit.subgroups import SubgroupRisk, subgroup_risk
+from dptrain.data.cohort import Cohort
+from dptrain.data.splits import balanced_membership_masks
+from dptrain.models import ModelFactory
+from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.privacy.bounds import AttackBound, dp_sgd_attack_bound, single_pair_attack_bound
+from dptrain.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+NOT_IN_JSON = {"json": False}  # arrays too large for results.json: written to CSV / NPZ instead
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack's success over all (model, patient) pairs, members positive.
+
+    Attributes:
+        name: Attack name (``loss``, ``lira``, ``lira_offline``, ``rmia``).
+        metrics: ROC AUC, TPR at the target FPRs, balanced accuracy, ROC curve.
+        auc_interval: Bootstrap confidence interval of the AUC, resampling patients.
+        epsilon_lower_bound: Empirical ε lower bound at the audit's δ.
+    """
+
+    name: str
+    metrics: AttackMetrics
+    auc_interval: AucInterval
+    epsilon_lower_bound: EpsilonLowerBound
+
+
+@dataclass(frozen=True)
+class DPBounds:
+    """What the audit models' DP guarantee allows any membership attack to achieve.
+
+    Attributes:
+        record: Limit for one record, from the whole privacy profile δ(ε).
+        patient: Limit for a patient with ``group_size`` records (equal to ``record`` if 1).
+        single_pair: Limit from the single (ε, δ) pair alone, to show how much the profile adds.
+        group_size: Largest number of records of one patient in the pool.
+    """
+
+    record: AttackBound
+    patient: AttackBound
+    single_pair: AttackBound
+    group_size: int
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """Headline numbers of the per-patient risk.
+
+    Attributes:
+        n_patients: Patients audited.
+        median_auc: Median patient AUC.
+        p99_auc: 99th percentile of patient AUC.
+        max_auc: Largest patient AUC.
+        max_auc_standard_error: Standard error of the largest patient AUC.
+        thresholds: ``(n_thresholds,)`` AUC thresholds.
+        exposed: ``(n_thresholds,)`` patients whose AUC exceeds each threshold.
+        exposed_lower_bound: ``(n_thresholds,)`` patients whose lower confidence bound exceeds it.
+        above_dp_bound: Patients whose lower bound exceeds the DP-implied patient-level maximum
+            AUC (should be 0: more suggests a broken guarantee, or chance among many patients).
+    """
+
+    n_patients: int
+    median_auc: float
+    p99_auc: float
+    max_auc: float
+    max_auc_standard_error: float
+    thresholds: np.ndarray
+    exposed: np.ndarray
+    exposed_lower_bound: np.ndarray
+    above_dp_bound: int
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything the audit measured, as plain data.
+
+    Attributes:
+        num_models: K.
+        pool_patients: Patients in the audit pool (the whole cohort).
+        pool_records: Records in the audit pool.
+        model_training_patients: ``(K,)`` patients each model trained on.
+        model_privacy: The privacy guarantee of the audit models (shared recipe; model 0's).
+        attacks: One result per attack.
+        best_attack: Name of the attack with the highest AUC.
+        epsilon_lower_bound: The largest empirical ε lower bound over attacks (Bonferroni-corrected
+            for the choice of attack).
+        bounds: DP-implied limits at record and patient level.
+        patients: Headline numbers of the per-patient risk.
+        subgroups: Risk per subgroup value, the whole cohort first.
+        warnings: Caveats the report must show (too few models, vacuous bounds).
+        timings: Wall seconds of the audit's stages.
+        patient_risk: Per-patient risk (written to ``patient_risk.csv``).
+        record_vulnerability: Per-record AUCs (written to ``audit_arrays.npz``).
+        membership: ``(K, n_patients)`` bool masks (written to ``audit_arrays.npz``).
+        signals: ``(K, n_records)`` float64 signals (written to ``audit_arrays.npz``).
+        record_patient: ``(n_records,)`` int64 patient index of every record (likewise).
+    """
+
+    num_models: int
+    pool_patients: int
+    pool_records: int
+    model_training_patients: np.ndarray
+    model_privacy: PrivacySpend
+    attacks: tuple[AttackResult, ...]
+    best_attack: str
+    epsilon_lower_bound: EpsilonLowerBound
+    bounds: DPBounds
+    patients: PatientSummary
+    subgroups: tuple[SubgroupRisk, ...]
+    warnings: tuple[str, ...]
+    timings: dict[str, float]
+    patient_risk: PatientRisk = field(metadata=NOT_IN_JSON)
+    record_vulnerability: RecordVulnerability = field(metadata=NOT_IN_JSON)
+    membership: np.ndarray = field(metadata=NOT_IN_JSON)
+    signals: np.ndarray = field(metadata=NOT_IN_JSON)
+    record_patient: np.ndarray = field(metadata=NOT_IN_JSON)
+
+
+def run_audit(
+    *,
+    cohort: Cohort,
+    model_factory: ModelFactory,
+    privacy: PrivacyConfig,
+    train: TrainConfig,
+    audit: AuditConfig,
+    seed: int,
+    progress: bool = False,
+) -> AuditResult:
+    """Trains the K audit models with the recipe, attacks them, and measures per-patient risk.
+
+    Args:
+        cohort: The audit pool: every patient of the data set.
+        model_factory: The target's model builder.
+        privacy: The target's privacy config.
+        train: The target's training recipe.
+        audit: Audit settings.
+        seed: Seed of the membership masks, the models and the attacks.
+        progress: Show a progress bar over models.
+
+    Returns:
+        The audit result.
+    """
+    started = time.perf_counter()
+    membership = balanced_membership_masks(
+        patient_labels=cohort.patient_labels, num_models=audit.num_models, seed=seed
+    )
+    outputs = train_reference_models(
+        pool=cohort,
+        membership=membership,
+        recipe=Recipe(model_factory=model_factory, privacy=privacy, train=train),
+        seed=seed,
+        workers=audit.workers,
+        progress=progress,
+    )
+    timings = {
+        "train_models_seconds": time.perf_counter() - started,
+        "model_train_loop_seconds_mean": float(np.mean([o.train_seconds for o in outputs])),
+    }
+    return analyse_signals(
+        signals=np.stack([output.signals for output in outputs]),
+        membership=membership,
+        cohort=cohort,
+        model_privacy=outputs[0].privacy,
+        audit=audit,
+        seed=seed,
+        timings=timings,
+    )
+
+
+def analyse_signals(
+    *,
+    signals: np.ndarray,
+    membership: np.ndarray,
+    cohort: Cohort,
+    model_privacy: PrivacySpend,
+    audit: AuditConfig,
+    seed: int,
+    timings: dict[str, float] | None = None,
+) -> AuditResult:
+    """Attacks, per-patient risk, subgroups and DP bounds from the audit models' signals alone.
+
+    The auditor consumes arrays, not models: this is the whole audit after training, so it can be
+    re-run (or tested) on stored signals and masks.
+
+    Args:
+        signals: ``(K, n_records)`` float64 signal φ of every record under every model.
+        membership: ``(K, n_patients)`` bool, the patients each model trained on; models ``2j`` and
+            ``2j + 1`` are complementary halves (see `balanced_membership_masks`).
+        cohort: The audit pool the records and patients come from.
+        model_privacy: The privacy guarantee of the audit models.
+        audit: Audit settings.
+        seed: Seed of the attacks' and bootstrap's randomness.
+        timings: Wall seconds of earlier stages, to carry into the result.
+
+    Returns:
+        The audit result.
+    """
+    timings = dict(timings or {})
+    stage = time.perf_counter()
+    record_membership = cohort.record_mask(membership)
+    attacks = _run_attacks(
+        signals, record_membership, membership, cohort, audit, seed, model_privacy.delta
+    )
+    timings["attacks_seconds"] = time.perf_counter() - stage
+
+    stage = time.perf_counter()
+    vulnerability = record_vulnerability(signals, record_membership, confidence=audit.confidence)
+    risk = patient_risk(vulnerability, cohort, how=audit.patient_aggregation)
+    bounds = _dp_bounds(model_privacy, group_size=int(cohort.records_per_patient.max()))
+    timings["risk_and_bounds_seconds"] = time.perf_counter() - stage
+
+    best = max(attacks, key=lambda attack: attack.metrics.auc)
+    strongest = max(attacks, key=lambda attack: attack.epsilon_lower_bound.epsilon)
+    return AuditResult(
+        num_models=len(membership),
+        pool_patients=cohort.n_patients,
+        pool_records=cohort.n_records,
+        model_training_patients=membership.sum(axis=1),
+        model_privacy=model_privacy,
+        attacks=tuple(attacks),
+        best_attack=best.name,
+        epsilon_lower_bound=strongest.epsilon_lower_bound,
+        bounds=bounds,
+        patients=_patient_summary(risk, bounds, thresholds=tuple(audit.risk_thresholds)),
+        subgroups=tuple(subgroup_risk(risk, thresholds=tuple(audit.risk_thresholds))),
+        warnings=tuple(_warnings(audit, len(membership), bounds, risk)),
+        timings=timings,
+        patient_risk=risk,
+        record_vulnerability=vulnerability,
+        membership=membership,
+        signals=signals,
+        record_patient=cohort.record_patient,
+    )
+
+
+def _run_attacks(
+    signals: np.ndarray,
+    record_membership: np.ndarray,
+    membership: np.ndarray,
+    cohort: Cohort,
+    audit: AuditConfig,
+    seed: int,
+    delta: float,
+) -> list[AttackResult]:
+    """Fits every configured attack and measures it over (model, patient) pairs."""
+    is_member = membership.ravel()
+    patient_of_pair = np.tile(np.arange(cohort.n_patients), len(membership))
+    # A target's complementary partner is no reference: with it left in, how many references hold a
+    # record IN would depend on the target's own membership and leak it through the design.
+    model_pairs = np.arange(len(membership)) // 2
+    # The ε bound is taken over all attacks, so each gets its share of the error probability.
+    attack_confidence = 1 - (1 - audit.confidence) / len(audit.attacks)
+    results = []
+    for offset, name in enumerate(audit.attacks):
+        attack_name, options = _attack_options(name, audit, seed)
+        attack = make_attack(attack_name, **options)
+        record_scores = attack.fit(signals, record_membership, groups=model_pairs).scores_
+        scores = aggregate_by_patient(
+            record_scores,
+            cohort.record_patient,
+            n_patients=cohort.n_patients,
+            how=audit.patient_aggregation,
+        ).ravel()
+        rng = np.random.default_rng([seed, offset])
+        results.append(
+            AttackResult(
+                name=name,
+                metrics=attack_metrics(scores, is_member, fpr_targets=tuple(audit.fpr_targets)),
+                auc_interval=auc_confidence_interval(
+                    scores, is_member, groups=patient_of_pair, confidence=audit.confidence, rng=rng
+                ),
+                epsilon_lower_bound=epsilon_lower_bound(
+                    scores, is_member, delta=delta, confidence=attack_confidence
+                ),
+            )
+        )
+        log.info("audit: %s AUC %.3f", name, results[-1].metrics.auc)
+    return results
+
+
+def _attack_options(name: str, audit: AuditConfig, seed: int) -> tuple[str, dict]:
+    """Maps a configured attack name to a registry name and its options."""
+    if name == "loss":
+        return "loss", {}
+    if name in ("lira", "lira_offline"):
+        return "lira", {"online": name == "lira", "fixed_variance": audit.lira_fixed_variance}
+    return "rmia", {
+        "offline_a": audit.rmia_offline_a,
+        "gamma": audit.rmia_gamma,
+        "num_population": audit.rmia_num_population,
+        "seed": seed,
+    }
+
+
+def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
+    """DP-implied limits of the audit models, at record level and for the largest patient."""
+    noise = spend.noise_multiplier if spend.private else None
+    record = dp_sgd_attack_bound(
+        noise_multiplier=noise, sample_rate=spend.sample_rate, steps=spend.steps
+    )
+    patient = record
+    if group_size > 1:
+        patient = dp_sgd_attack_bound(
+            noise_multiplier=noise,
+            sample_rate=spend.sample_rate,
+            steps=spend.steps,
+            group_size=group_size,
+        )
+    single_pair = (
+        single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)
+        if spend.private
+        else record
+    )
+    return DPBounds(record=record, patient=patient, single_pair=single_pair, group_size=group_size)
+
+
+def _patient_summary(
+    risk: PatientRisk, bounds: DPBounds, *, thresholds: tuple[float, ...]
+) -> PatientSummary:
+    auc, lower = risk.auc, risk.lower_bound
+    valid = ~np.isnan(auc)
+    worst = int(np.nanargmax(auc)) if valid.any() else 0
+    limits = np.asarray(thresholds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        above_bound = (
+            int(np.sum(lower > bounds.patient.max_auc)) if not bounds.patient.vacuous else 0
+        )
+        return PatientSummary(
+            n_patients=len(auc),
+            median_auc=float(np.nanmedian(auc)) if valid.any() else math.nan,
+            p99_auc=float(np.nanpercentile(auc, 99)) if valid.any() else math.nan,
+            max_auc=float(auc[worst]) if valid.any() else math.nan,
+            max_auc_standard_error=float(risk.standard_error[worst]) if valid.any() else math.nan,
+            thresholds=limits,
+            exposed=(auc[:, None] > limits).sum(axis=0),
+            exposed_lower_bound=(lower[:, None] > limits).sum(axis=0),
+            above_dp_bound=above_bound,
+        )
+
+
+def _warnings(
+    audit: AuditConfig, num_models: int, bounds: DPBounds, risk: PatientRisk
+) -> list[str]:
+    """Caveats that change how the numbers may be read."""
+    messages = []
+    if num_models < audit.min_models_for_patients:
+        typical = float(np.nanmedian(risk.standard_error)) if len(risk.standard_error) else math.nan
+        messages.append(
+            f"Only K = {num_models} models: each patient has {num_models // 2} IN and "
+            f"{num_models // 2} OUT observations, so per-patient AUCs are noisy (median "
+            f"standard error {typical:.2f}) and the largest ones are inflated by chance. Use "
+            f"audit.num_models >= {audit.min_models_for_patients} for per-patient conclusions."
+        )
+    if bounds.group_size > 1 and bounds.patient.vacuous and not bounds.record.vacuous:
+        messages.append(
+            f"The patient-level DP bound is vacuous: for a patient with {bounds.group_size} "
+            "records the record-level guarantee allows an attack AUC of up to "
+            f"{bounds.patient.max_auc:.3f}, i.e. it promises nothing for such patients."
+        )
+    if bounds.record.vacuous and bounds.record.method != "non-private":
+        messages.append(
+            "The record-level DP bound is vacuous (maximum attack AUC "
+            f"{bounds.record.max_auc:.3f}): at this ε the guarantee does not limit membership "
+            "inference."
+        )
+    return messages

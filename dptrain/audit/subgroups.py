@@ -1,0 +1,103 @@
+"""Leakage per subgroup: are some patients (a minority, a rare diagnosis) more exposed than others?
+
+Underrepresented groups are often at higher risk, and an aggregate over the cohort hides that; so
+every value of every subgroup attribute gets the same summary as the whole cohort, side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dptrain.audit.patients import PatientRisk
+
+WHOLE_COHORT = "all patients"
+
+
+@dataclass(frozen=True)
+class SubgroupRisk:
+    """Distribution of patient AUC in one subgroup (or the whole cohort).
+
+    Attributes:
+        attribute: Subgroup attribute (``all patients`` for the cohort row).
+        value: Attribute value.
+        n_patients: Patients in the subgroup.
+        median_auc: Median patient AUC.
+        p95_auc: 95th percentile of patient AUC.
+        max_auc: Largest patient AUC.
+        thresholds: ``(n_thresholds,)`` AUC thresholds.
+        share_above: ``(n_thresholds,)`` share of patients whose AUC exceeds each threshold.
+        share_above_lower_bound: ``(n_thresholds,)`` the same on the lower confidence bound: the
+            share that is exposed beyond reasonable doubt.
+    """
+
+    attribute: str
+    value: str
+    n_patients: int
+    median_auc: float
+    p95_auc: float
+    max_auc: float
+    thresholds: np.ndarray
+    share_above: np.ndarray
+    share_above_lower_bound: np.ndarray
+
+
+def subgroup_risk(risk: PatientRisk, *, thresholds: tuple[float, ...]) -> list[SubgroupRisk]:
+    """The whole cohort first, then every value of every attribute.
+
+    Args:
+        risk: Per-patient risk with subgroup attributes.
+        thresholds: AUC thresholds at which shares of exposed patients are counted.
+
+    Returns:
+        One `SubgroupRisk` per row.
+
+    Example:
+        >>> risk = PatientRisk(patient_ids=np.array(["a", "b"]), auc=np.array([0.5, 0.95]),
+        ...     standard_error=np.zeros(2), lower_bound=np.array([0.4, 0.85]),
+        ...     n_records=np.ones(2, int), attributes={"sex": np.array(["F", "M"])},
+        ...     aggregation="max", confidence=0.95)
+        >>> [(r.value, r.share_above.tolist()) for r in subgroup_risk(risk, thresholds=(0.9,))]
+        [('all patients', [0.5]), ('F', [0.0]), ('M', [1.0])]
+    """
+    everyone = np.ones(len(risk.auc), dtype=bool)
+    rows = [_summarise(risk, everyone, WHOLE_COHORT, WHOLE_COHORT, thresholds)]
+    for attribute, values in risk.attributes.items():
+        for value in np.unique(values):
+            rows.append(_summarise(risk, values == value, attribute, str(value), thresholds))
+    return rows
+
+
+def _summarise(
+    risk: PatientRisk,
+    members: np.ndarray,
+    attribute: str,
+    value: str,
+    thresholds: tuple[float, ...],
+) -> SubgroupRisk:
+    auc, lower = risk.auc[members], risk.lower_bound[members]
+    limits = np.asarray(thresholds, dtype=np.float64)
+    valid = ~np.isnan(auc)
+    with np.errstate(invalid="ignore"):
+        share = (
+            (auc[valid, None] > limits).mean(axis=0)
+            if valid.any()
+            else np.full(len(limits), np.nan)
+        )
+        share_lower = (
+            (lower[valid, None] > limits).mean(axis=0)
+            if valid.any()
+            else np.full(len(limits), np.nan)
+        )
+    return SubgroupRisk(
+        attribute=attribute,
+        value=value,
+        n_patients=int(members.sum()),
+        median_auc=float(np.nanmedian(auc)) if valid.any() else float("nan"),
+        p95_auc=float(np.nanpercentile(auc, 95)) if valid.any() else float("nan"),
+        max_auc=float(np.nanmax(auc)) if valid.any() else float("nan"),
+        thresholds=limits,
+        share_above=share,
+        share_above_lower_bound=share_lower,
+    )

@@ -1,0 +1,103 @@
+"""The ``dptrain`` command: a Hydra app that trains, evaluates, audits and reports one run.
+
+Errors a user can fix (bad config values, bad data) print as one line and exit with status 2;
+``hydra.verbose=true`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dptrain.cli.config import build_run_config, register_schemas
+from dptrain.errors import DptrainError
+from dptrain.pipeline import run
+from dptrain.reporting.results import RunReport
+from dptrain.tracking.base import FailSoftTracker
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+EXIT_USER_ERROR = 2
+log = logging.getLogger("dptrain")
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def app(cfg: DictConfig) -> float:
+    """Runs one job of the app (one point of a multirun sweep); returns test AUROC for sweepers."""
+    hydra_config = HydraConfig.get()
+    output_dir = Path(hydra_config.runtime.output_dir)
+    try:
+        run_config, tracker_config = build_run_config(cfg)
+        plain_config = OmegaConf.to_container(cfg, resolve=True)
+        tracker = FailSoftTracker(_open_tracker(tracker_config, output_dir, cfg.name, plain_config))
+        succeeded = False
+        try:
+            report = run(
+                run_config,
+                output_dir=output_dir,
+                tracker=tracker,
+                plain_config=plain_config,
+                progress=sys.stderr.isatty() or bool(hydra_config.verbose),
+            )
+            succeeded = True
+        finally:
+            tracker.close(success=succeeded)
+    except DptrainError as error:
+        if hydra_config.verbose:
+            raise
+        print(f"dptrain: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    print(summary(report, output_dir))
+    return report.utility.overall.auroc
+
+
+def _open_tracker(tracker_config, output_dir: Path, run_name: str, plain_config: dict):
+    """Opens the tracker; a tracker that cannot start is logged and replaced by none."""
+    try:
+        return tracker_config.open(run_dir=output_dir, run_name=run_name, config=plain_config)
+    except Exception as error:  # trackers fail soft, training never depends on them
+        log.warning("tracker could not start (%s); continuing without tracking", error)
+        from dptrain.tracking.base import NullTracker
+
+        return NullTracker()
+
+
+def summary(report: RunReport, output_dir: Path) -> str:
+    """The console summary: data, budget, utility, leakage, and where the files are."""
+    data, spend, overall = report.data, report.privacy, report.utility.overall
+    cohort = data["cohort"]
+    lines = [
+        f"dataset      {cohort['name']}: {cohort['n_patients']} patients, "
+        f"{cohort['n_records']} records (train {data['train']['n_patients']} / test "
+        f"{data['test']['n_patients']} patients)",
+    ]
+    if spend.private:
+        lines.append(
+            f"privacy      ε = {spend.epsilon:.3f} ({spend.accountant.upper()}; RDP "
+            f"{spend.epsilon_rdp:.3f}), δ = {spend.delta:g}, σ = {spend.noise_multiplier:.3f}, "
+            f"q = {spend.sample_rate:.4f}, steps = {spend.steps}, C = {spend.max_grad_norm:g}"
+        )
+    else:
+        lines.append(f"privacy      none (ε = {math.inf}), steps = {spend.steps}")
+    lines.append(
+        f"utility      AUROC = {overall.auroc:.3f}, AUPRC = {overall.auprc:.3f}, "
+        f"accuracy = {overall.accuracy:.3f}, balanced accuracy = {overall.balanced_accuracy:.3f}"
+    )
+    if report.audit is not None:
+        from dptrain.reporting.audit_markdown import audit_console_lines
+
+        lines += audit_console_lines(report)
+    lines.append(f"report       {output_dir / 'report.md'}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,219 @@
+"""The one dataset type every modality loads into: records that belong to patients.
+
+Membership is a property of the patient, not of a record, so a `Cohort` keeps, beside the inputs and
+labels, the patient each record belongs to and the subgroup attributes of every patient. Splits,
+audit membership masks and per-patient leakage are all drawn over ``patients`` and expanded to
+records through ``record_patient``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from dptrain.errors import DataError
+
+Task = Literal["binary", "multiclass", "multilabel"]
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Records with labels, the patient of every record and per-patient subgroup attributes.
+
+    Attributes:
+        name: A short name of the data set, used in reports.
+        features: ``(n_records, *feature_shape)`` float32 inputs; NaN marks a missing table value.
+        labels: ``(n_records,)`` int64 class indices (binary, multiclass) or
+            ``(n_records, n_labels)`` int64 in {0, 1} (multilabel).
+        patients: ``(n_patients,)`` str, each patient's id as the user gave it, unique.
+        record_patient: ``(n_records,)`` int64 index into ``patients``.
+        attributes: subgroup name -> ``(n_patients,)`` str value per patient (e.g. ``"sex"``).
+        feature_names: one name per feature column (tables) or an empty tuple (signals, images).
+        class_names: one name per class (binary, multiclass) or per label (multilabel).
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+
+    Example:
+        >>> cohort = Cohort.from_records(
+        ...     name="toy", features=np.zeros((3, 2), np.float32), labels=np.array([0, 1, 1]),
+        ...     patient_ids=np.array(["a", "a", "b"]), attributes={"sex": {"a": "F", "b": "M"}},
+        ... )
+        >>> cohort.n_patients, cohort.n_records, cohort.records_per_patient.tolist()
+        (2, 3, [2, 1])
+    """
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    patients: np.ndarray
+    record_patient: np.ndarray
+    attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+    task: Task = "binary"
+
+    def __post_init__(self) -> None:
+        n_records = len(self.features)
+        if len(self.labels) != n_records or len(self.record_patient) != n_records:
+            raise DataError(
+                f"cohort {self.name!r}: features ({n_records}), labels ({len(self.labels)}) and "
+                f"patient ids ({len(self.record_patient)}) must have one row per record"
+            )
+        for attribute, values in self.attributes.items():
+            if len(values) != len(self.patients):
+                raise DataError(
+                    f"cohort {self.name!r}: attribute {attribute!r} has {len(values)} values for "
+                    f"{len(self.patients)} patients"
+                )
+
+    @classmethod
+    def from_records(
+        cls,
+        *,
+        name: str,
+        features: np.ndarray,
+        labels: np.ndarray,
+        patient_ids: np.ndarray,
+        attributes: Mapping[str, Mapping[str, str]] | None = None,
+        feature_names: tuple[str, ...] = (),
+        class_names: tuple[str, ...] = (),
+        task: Task | None = None,
+    ) -> Cohort:
+        """Builds a cohort from per-record patient ids (any hashable ids, kept as strings).
+
+        Args:
+            name: Data set name.
+            features: ``(n_records, ...)`` inputs.
+            labels: ``(n_records,)`` class indices or ``(n_records, n_labels)`` 0/1 labels.
+            patient_ids: ``(n_records,)`` the patient of each record.
+            attributes: subgroup name -> {patient id -> value}.
+            feature_names: Names of the feature columns.
+            class_names: Names of the classes; default ``("0", "1", ...)``.
+            task: Inferred from the labels when omitted.
+
+        Returns:
+            The cohort, patients in order of first appearance.
+        """
+        ids = np.asarray(patient_ids).astype(str)
+        patients, first_index, record_patient = np.unique(
+            ids, return_index=True, return_inverse=True
+        )
+        order = np.argsort(first_index, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        patients, record_patient = patients[order], rank[record_patient].astype(np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if task is None:
+            task = "multilabel" if labels.ndim == 2 else "binary"
+            if labels.ndim == 1 and labels.size and labels.max() > 1:
+                task = "multiclass"
+        if not class_names:
+            n_classes = labels.shape[1] if labels.ndim == 2 else max(int(labels.max()) + 1, 2)
+            class_names = tuple(str(c) for c in range(n_classes))
+        patient_attributes = {}
+        for attribute, by_patient in (attributes or {}).items():
+            by_id = {str(patient): str(value) for patient, value in by_patient.items()}
+            patient_attributes[attribute] = np.array([by_id[p] for p in patients])
+        return cls(
+            name=name,
+            features=np.asarray(features, dtype=np.float32),
+            labels=labels,
+            patients=patients,
+            record_patient=record_patient,
+            attributes=patient_attributes,
+            feature_names=tuple(feature_names),
+            class_names=tuple(class_names),
+            task=task,
+        )
+
+    @property
+    def n_records(self) -> int:
+        """Number of records (rows, images, ECGs)."""
+        return len(self.features)
+
+    @property
+    def n_patients(self) -> int:
+        """Number of distinct patients."""
+        return len(self.patients)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of model outputs: classes, or labels for multilabel tasks."""
+        return len(self.class_names)
+
+    @property
+    def patient_ids(self) -> np.ndarray:
+        """``(n_records,)`` str: the patient id of every record."""
+        return self.patients[self.record_patient]
+
+    @property
+    def records_per_patient(self) -> np.ndarray:
+        """``(n_patients,)`` int64: how many records each patient has."""
+        return np.bincount(self.record_patient, minlength=self.n_patients)
+
+    @property
+    def patient_labels(self) -> np.ndarray:
+        """``(n_patients,)`` int64: a label per patient for stratified splits.
+
+        A patient's label is their most frequent class (multilabel: whether they have any positive
+        label at all), ties to the larger class, so that rare positive patients spread over splits.
+        """
+        if self.task == "multilabel":
+            per_record = self.labels.any(axis=1).astype(np.int64)
+        else:
+            per_record = self.labels
+        n_values = max(int(per_record.max(initial=0)) + 1, 2)
+        counts = np.zeros((self.n_patients, n_values), dtype=np.int64)
+        np.add.at(counts, (self.record_patient, per_record), 1)
+        return (n_values - 1 - np.argmax(counts[:, ::-1], axis=1)).astype(np.int64)
+
+    def record_mask(self, patient_mask: np.ndarray) -> np.ndarray:
+        """Expands a patient mask ``(..., n_patients)`` to a record mask ``(..., n_records)``."""
+        return np.asarray(patient_mask)[..., self.record_patient]
+
+    def subset_by_patients(self, patient_indices: np.ndarray) -> Cohort:
+        """The cohort restricted to some patients, with all of their records and nothing else.
+
+        Args:
+            patient_indices: ``(k,)`` int indices into ``patients``; order is kept.
+
+        Returns:
+            A new cohort whose ``patients`` are ``self.patients[patient_indices]``.
+        """
+        patient_indices = np.asarray(patient_indices, dtype=np.int64)
+        new_index = np.full(self.n_patients, -1, dtype=np.int64)
+        new_index[patient_indices] = np.arange(len(patient_indices))
+        kept_records = np.flatnonzero(new_index[self.record_patient] >= 0)
+        return Cohort(
+            name=self.name,
+            features=self.features[kept_records],
+            labels=self.labels[kept_records],
+            patients=self.patients[patient_indices],
+            record_patient=new_index[self.record_patient[kept_records]],
+            attributes={k: v[patient_indices] for k, v in self.attributes.items()},
+            feature_names=self.feature_names,
+            class_names=self.class_names,
+            task=self.task,
+        )
+
+    def summary(self) -> dict[str, object]:
+        """Counts for reports: never a feature value, only sizes, label counts and attributes."""
+        if self.task == "multilabel":
+            label_counts = dict(zip(self.class_names, self.labels.sum(axis=0).tolist()))
+        else:
+            counts = np.bincount(self.labels, minlength=self.n_classes)
+            label_counts = dict(zip(self.class_names, counts.tolist()))
+        per_patient = self.records_per_patient
+        return {
+            "name": self.name,
+            "task": self.task,
+            "n_patients": self.n_patients,
+            "n_records": self.n_records,
+            "max_records_per_patient": int(per_patient.max(initial=0)),
+            "patients_with_several_records": int((per_patient > 1).sum()),
+            "feature_shape": list(self.features.shape[1:]),
+            "label_counts": label_counts,
+            "attributes": sorted(self.attributes),
+        }

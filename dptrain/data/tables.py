@@ -1,0 +1,257 @@
+"""EHR tables (CSV or Parquet) into a `Cohort`: one row per record, a patient id column, labels.
+
+Checks are eager and name the offending column and file, because a wrong label column or a missing
+patient id silently breaks every privacy statement that follows (membership is per patient).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dptrain.data.cohort import Cohort
+from dptrain.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableDataConfig:
+    """Where a table is and what its columns mean.
+
+    Attributes:
+        path: CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file.
+        id_column: Column with the patient id of each row; several rows may share one patient.
+        label_columns: One column (binary or multiclass, integer codes) or several 0/1 columns
+            (multilabel).
+        name: Data set name for reports.
+        feature_columns: Input columns; empty means every column that is not the id, a label,
+            or excluded.
+        categorical_columns: Columns to one-hot encode even if numeric (e.g. a treatment arm code).
+            Non-numeric feature columns are always one-hot encoded.
+        exclude_columns: Columns that must never be inputs (outcome-derived, follow-up, row index).
+        subgroup_columns: Per-patient attributes to report utility and leakage by.
+        subgroup_bins: Numeric subgroup column -> bin edges, e.g. ``age: [0, 30, 40, 50, 120]``.
+        value_names: Subgroup column -> {raw value -> readable name}, e.g. ``gender: {"0": F}``.
+        class_names: Readable names of the label values in sorted order (optional).
+    """
+
+    path: str
+    id_column: str
+    label_columns: list[str]
+    name: str = "table"
+    feature_columns: list[str] = field(default_factory=list)
+    categorical_columns: list[str] = field(default_factory=list)
+    exclude_columns: list[str] = field(default_factory=list)
+    subgroup_columns: list[str] = field(default_factory=list)
+    subgroup_bins: dict[str, list[float]] = field(default_factory=dict)
+    value_names: dict[str, dict[str, str]] = field(default_factory=dict)
+    class_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.label_columns:
+            raise ConfigError("data.label_columns is empty: name the label column, e.g. [cens]")
+        for column, edges in self.subgroup_bins.items():
+            if len(edges) < 2 or list(edges) != sorted(edges):
+                raise ConfigError(
+                    f"data.subgroup_bins.{column} must be at least two increasing edges, "
+                    f"got {edges}"
+                )
+
+    def load(self) -> Cohort:
+        """Reads the table and returns its cohort (see `load_table`)."""
+        return load_table(self)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Reads a CSV or Parquet file, with a one-line error if it is missing or of unknown type."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"data.path: file not found: {path} (point data.path at a CSV or Parquet file)"
+        )
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    if suffixes.endswith((".csv", ".csv.gz", ".tsv")):
+        return pd.read_csv(path, sep="\t" if suffixes.endswith(".tsv") else ",")
+    raise DataError(f"data.path: {path} is neither CSV nor Parquet (use .csv, .tsv or .parquet)")
+
+
+def load_table(config: TableDataConfig) -> Cohort:
+    """Turns a table into a cohort: checks ids and labels, encodes features, bands subgroups.
+
+    Features keep NaN for missing values: imputation and scaling are fitted later on the training
+    split only. Subgroup attributes are per patient; a patient whose rows disagree gets the value
+    of their first row.
+
+    Args:
+        config: The table's location and column roles.
+
+    Returns:
+        The cohort.
+
+    Raises:
+        DataError: For a missing file or column, missing ids, missing or non-numeric labels.
+    """
+    frame = read_table(config.path)
+    source = Path(config.path).name
+    _require_columns(frame, [config.id_column], "data.id_column", source)
+    _require_columns(frame, config.label_columns, "data.label_columns", source)
+    _require_columns(frame, config.subgroup_columns, "data.subgroup_columns", source)
+
+    missing_ids = frame[config.id_column].isna()
+    if missing_ids.any():
+        raise DataError(
+            f"data.id_column: {int(missing_ids.sum())} rows of {source} have no patient id in "
+            f"column {config.id_column!r} (give every record the id of its patient)"
+        )
+    if frame.empty:
+        raise DataError(f"data.path: {source} has no rows")
+
+    labels, class_names, task = _encode_labels(frame, config, source)
+    feature_frame = _feature_frame(frame, config, source)
+    patient_ids = _id_strings(frame[config.id_column])
+    attributes = _patient_attributes(frame, patient_ids, config)
+    return Cohort.from_records(
+        name=config.name,
+        features=feature_frame.to_numpy(dtype=np.float32, na_value=np.nan),
+        labels=labels,
+        patient_ids=patient_ids,
+        attributes=attributes,
+        feature_names=tuple(feature_frame.columns),
+        class_names=class_names,
+        task=task,
+    )
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], field_name: str, source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        shown = ", ".join(map(str, frame.columns[:12])) + (", ..." if frame.shape[1] > 12 else "")
+        raise DataError(
+            f"{field_name}: column {missing[0]!r} not in {source} (its columns: {shown})"
+        )
+
+
+def _encode_labels(
+    frame: pd.DataFrame, config: TableDataConfig, source: str
+) -> tuple[np.ndarray, tuple[str, ...], str]:
+    columns = config.label_columns
+    for column in columns:
+        values = frame[column]
+        if values.isna().any():
+            raise DataError(
+                f"data.label_columns: column {column!r} of {source} has {int(values.isna().sum())} "
+                "missing labels (drop or fill those rows first)"
+            )
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            if not pd.api.types.is_bool_dtype(values):
+                example = values.iloc[0]
+                raise DataError(
+                    f"data.label_columns: column {column!r} of {source} is not numeric (e.g. "
+                    f"{example!r}); encode the labels as integers 0..C-1"
+                )
+        numeric = values.to_numpy(dtype=np.float64)
+        if not np.all(numeric == np.round(numeric)):
+            raise DataError(
+                f"data.label_columns: column {column!r} of {source} has non-integer labels; "
+                "encode classes as integers 0..C-1"
+            )
+    if len(columns) > 1:
+        labels = frame[columns].to_numpy(dtype=np.int64)
+        if not np.isin(labels, (0, 1)).all():
+            raise DataError(
+                f"data.label_columns: multilabel columns of {source} must hold only 0 and 1"
+            )
+        return labels, tuple(config.class_names or columns), "multilabel"
+    values = frame[columns[0]].to_numpy(dtype=np.int64)
+    classes, labels = np.unique(values, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(
+            f"data.label_columns: column {columns[0]!r} of {source} has a single class "
+            f"({classes[0]}); a classifier needs at least two"
+        )
+    names = tuple(config.class_names) or tuple(str(c) for c in classes)
+    if len(names) != len(classes):
+        raise ConfigError(
+            f"data.class_names has {len(names)} names for {len(classes)} classes {classes.tolist()}"
+        )
+    return labels.astype(np.int64), names, "binary" if len(classes) == 2 else "multiclass"
+
+
+def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) -> pd.DataFrame:
+    not_inputs = {config.id_column, *config.label_columns, *config.exclude_columns}
+    if config.feature_columns:
+        _require_columns(frame, config.feature_columns, "data.feature_columns", source)
+        leaking = sorted(not_inputs & set(config.feature_columns))
+        if leaking:
+            raise ConfigError(
+                f"data.feature_columns includes {leaking[0]!r}, which is the id, a label or "
+                "excluded; remove it from the features"
+            )
+        columns = list(config.feature_columns)
+    else:
+        columns = [c for c in frame.columns if c not in not_inputs]
+    if not columns:
+        raise ConfigError(f"data.feature_columns: no feature columns left in {source}")
+    _require_columns(frame, config.categorical_columns, "data.categorical_columns", source)
+    features = frame[columns]
+    categorical = [
+        c
+        for c in columns
+        if c in config.categorical_columns or not pd.api.types.is_numeric_dtype(features[c])
+    ]
+    if categorical:
+        log.info("one-hot encoding %d categorical columns: %s", len(categorical), categorical)
+        # A missing category becomes an all-zero one-hot row, so nothing needs imputing.
+        features = pd.get_dummies(
+            features, columns=categorical, prefix_sep="=", dtype=np.float32, dummy_na=False
+        )
+    return features.astype(np.float32)
+
+
+def _id_strings(ids: pd.Series) -> np.ndarray:
+    """Patient ids as strings, without a spurious ``.0`` when a reader made integer ids float."""
+    if pd.api.types.is_float_dtype(ids) and np.all(ids == np.round(ids)):
+        ids = ids.astype(np.int64)
+    return ids.astype(str).to_numpy()
+
+
+def _patient_attributes(
+    frame: pd.DataFrame, patient_ids: np.ndarray, config: TableDataConfig
+) -> dict[str, dict[str, str]]:
+    first_rows = frame.assign(_patient=patient_ids).drop_duplicates("_patient", keep="first")
+    attributes = {}
+    for column in config.subgroup_columns:
+        values = first_rows[column]
+        if column in config.subgroup_bins:
+            values = _bands(values, config.subgroup_bins[column], column)
+        else:
+            values = values.map(_value_string)
+        names = config.value_names.get(column, {})
+        values = values.map(lambda v, names=names: names.get(v, v))
+        attributes[column] = dict(zip(first_rows["_patient"], values))
+    return attributes
+
+
+def _bands(values: pd.Series, edges: list[float], column: str) -> pd.Series:
+    if not pd.api.types.is_numeric_dtype(values):
+        raise DataError(f"data.subgroup_bins.{column}: column {column!r} is not numeric")
+    labels = [f"{_value_string(lo)}-{_value_string(hi)}" for lo, hi in pairwise(edges)]
+    bands = pd.cut(values, bins=edges, labels=labels, right=False)
+    return bands.astype(object).where(bands.notna(), "missing").astype(str)
+
+
+def _value_string(value: object) -> str:
+    if isinstance(value, float):
+        if np.isnan(value):
+            return "missing"
+        if value == int(value):
+            return str(int(value))
+    return str(value)

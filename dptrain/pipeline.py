@@ -1,0 +1,179 @@
+"""One dptrain run, usable from Python without Hydra: data, split, fit, evaluate, audit, report.
+
+The CLI composes a `RunConfig` from Hydra and calls `run`; a notebook can build the same
+`RunConfig` by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
+
+from dptrain.audit.config import AuditConfig
+from dptrain.data.cohort import Cohort
+from dptrain.data.splits import SplitConfig, split_by_patient
+from dptrain.models import ModelFactory
+from dptrain.privacy.accounting import PrivacyConfig
+from dptrain.reporting.results import RunReport
+from dptrain.reporting.writer import write_run
+from dptrain.tracking.base import NullTracker, Tracker
+from dptrain.training.config import TrainConfig
+from dptrain.training.evaluate import evaluate
+from dptrain.training.fit import EpochLog, fit
+
+log = logging.getLogger(__name__)
+VERSIONED_PACKAGES = ("torch", "opacus", "numpy", "scikit-learn", "hydra-core", "wandb", "dptrain")
+
+
+class DataSource(Protocol):
+    """A data config that can load its cohort."""
+
+    def load(self) -> Cohort:
+        """Reads the data and returns the cohort."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs.
+
+    Attributes:
+        data: Where the data is and what its columns mean (e.g. `TableDataConfig`).
+        model: The model builder (e.g. `MLPConfig`).
+        privacy: DP-SGD settings, or ``mode=none`` for the baseline.
+        train: Optimisation recipe.
+        audit: The membership-inference audit (``mode=none`` to skip).
+        split: How test patients are held out.
+        seed: Seed of the split, the model and the audit.
+    """
+
+    data: DataSource
+    model: ModelFactory
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    seed: int = 0
+
+
+def run(
+    config: RunConfig,
+    *,
+    output_dir: Path,
+    tracker: Tracker | None = None,
+    plain_config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """Trains, evaluates, audits and writes the run's files into ``output_dir``.
+
+    ``results.json`` is written last, so a run that fails at any stage leaves none behind.
+
+    Args:
+        config: The run configuration.
+        output_dir: Run directory (created if needed).
+        tracker: Experiment tracker (fail-soft wrapping is the caller's choice).
+        plain_config: The configuration as plain values for the results file; derived from
+            ``config`` when omitted.
+        progress: Show progress bars.
+
+    Returns:
+        The run report.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tracker = tracker or NullTracker()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    cohort = config.data.load()
+    split = split_by_patient(cohort, test_fraction=config.split.test_fraction, seed=config.seed)
+    timings["load_seconds"] = time.perf_counter() - started
+    log.info(
+        "%s: %d patients, %d records; train %d patients, test %d patients",
+        cohort.name,
+        cohort.n_patients,
+        cohort.n_records,
+        split.train.n_patients,
+        split.test.n_patients,
+    )
+
+    def log_epoch(entry: EpochLog) -> None:
+        tracker.log_epoch({"loss": entry.loss, "epsilon_rdp": entry.epsilon_rdp}, step=entry.epoch)
+
+    stage = time.perf_counter()
+    model = fit(
+        cohort=split.train,
+        model_factory=config.model,
+        privacy=config.privacy,
+        train=config.train,
+        seed=config.seed,
+        progress=progress,
+        on_epoch=log_epoch,
+    )
+    timings["train_seconds"] = time.perf_counter() - stage
+    timings["train_loop_seconds"] = model.wall_seconds
+
+    stage = time.perf_counter()
+    utility = evaluate(split.test, model.predict_proba(split.test.features))
+    timings["evaluate_seconds"] = time.perf_counter() - stage
+
+    audit = None
+    if config.audit.enabled:
+        from dptrain.audit.run import run_audit
+
+        stage = time.perf_counter()
+        audit = run_audit(
+            cohort=cohort,
+            model_factory=config.model,
+            privacy=config.privacy,
+            train=config.train,
+            audit=config.audit,
+            seed=config.seed,
+            progress=progress,
+        )
+        timings["audit_seconds"] = time.perf_counter() - stage
+    timings["total_seconds"] = time.perf_counter() - started
+
+    report = RunReport(
+        config=plain_config if plain_config is not None else _plain_config(config),
+        data={
+            "cohort": cohort.summary(),
+            "train": split.train.summary(),
+            "test": split.test.summary(),
+        },
+        privacy=model.privacy,
+        utility=utility,
+        history=model.history,
+        audit=audit,
+        timings=timings,
+        versions=library_versions(),
+    )
+    write_run(report, model=model, output_dir=output_dir, tracker=tracker)
+    return report
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries that decide a run's numbers."""
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _plain_config(config: RunConfig) -> dict[str, Any]:
+    return {
+        f.name: (
+            dataclasses.asdict(getattr(config, f.name))
+            if dataclasses.is_dataclass(getattr(config, f.name))
+            else getattr(config, f.name)
+        )
+        for f in dataclasses.fields(config)
+    }

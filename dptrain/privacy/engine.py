@@ -1,0 +1,106 @@
+"""Opacus wiring: the one place that turns a model, optimiser, loss and loader into DP-SGD.
+
+Opacus replaces the loader with Poisson sampling at rate q = 1 / len(loader) (the rate the
+accountant assumes), wraps the model to compute per-sample gradient norms, and the optimiser to
+clip them and add Gaussian noise. The noise multiplier comes in already calibrated (see
+`dptrain.privacy.accounting.calibrate_noise`, the calibration `make_private_with_epsilon` runs).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from opacus import PrivacyEngine
+from opacus.validators import ModuleValidator
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dptrain.errors import ConfigError
+
+
+@dataclass
+class PrivateParts:
+    """The training objects after Opacus has made them private.
+
+    Attributes:
+        module: The model wrapped for per-sample gradients (use it for training).
+        optimizer: The DP optimiser (clips and noises).
+        criterion: The loss; with ghost clipping a wrapper that runs the two backward passes.
+        data_loader: The Poisson-sampling loader.
+        engine: The privacy engine, whose accountant recorded every step.
+    """
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    data_loader: DataLoader
+    engine: PrivacyEngine
+
+
+def make_private(
+    *,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    data_loader: DataLoader,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    grad_sample_mode: str,
+    accountant: str,
+    noise_seed: int,
+) -> PrivateParts:
+    """Makes the training objects private with Opacus' `PrivacyEngine.make_private`.
+
+    Args:
+        module: The model; must pass Opacus' validator (no BatchNorm).
+        optimizer: Optimiser over ``module``'s parameters.
+        criterion: Loss module with a ``reduction`` attribute (``mean``).
+        data_loader: Loader with the logical batch size; replaced by Poisson sampling.
+        noise_multiplier: σ.
+        max_grad_norm: Clipping norm C.
+        grad_sample_mode: ``ghost``, ``hooks``, ``functorch`` or ``ew``.
+        accountant: ``prv`` or ``rdp``; records each step.
+        noise_seed: Seed of the noise generator (reproducible runs; not secure mode).
+
+    Returns:
+        The private parts.
+
+    Raises:
+        ConfigError: If the model has layers Opacus cannot make private (e.g. BatchNorm).
+    """
+    errors = ModuleValidator.validate(module, strict=False)
+    if errors:
+        raise ConfigError(
+            f"model is not DP-compatible: {errors[0]} (use GroupNorm or LayerNorm, not BatchNorm)"
+        )
+    noise_generator = torch.Generator().manual_seed(noise_seed)
+    with warnings.catch_warnings():
+        # Opacus warns that a seeded generator is not secure randomness; reproducibility is the
+        # point here, and the warning would repeat for every audit model.
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=accountant)
+        parts = engine.make_private(
+            module=module,
+            optimizer=optimizer,
+            criterion=criterion,
+            data_loader=data_loader,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            grad_sample_mode=grad_sample_mode,
+            poisson_sampling=True,
+            noise_generator=noise_generator,
+        )
+    if grad_sample_mode == "ghost":
+        private_module, private_optimizer, private_criterion, private_loader = parts
+    else:
+        private_module, private_optimizer, private_loader = parts
+        private_criterion = criterion
+    return PrivateParts(
+        module=private_module,
+        optimizer=private_optimizer,
+        criterion=private_criterion,
+        data_loader=private_loader,
+        engine=engine,
+    )

@@ -1,0 +1,238 @@
+"""The audit's part of ``report.md``, its headline metrics and its console lines.
+
+The report opens with one table that puts the privacy budget (what the DP guarantee allows an
+attacker) beside the measured leakage (what attacks achieved), aggregate and per patient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dptrain.reporting.markdown import number, table
+from dptrain.reporting.results import RunReport
+
+
+def audit_headline_metrics(audit) -> dict[str, float]:
+    """Summary metrics of the audit for trackers and sweeps."""
+    best = _attack(audit, audit.best_attack)
+    patients = audit.patients
+    metrics = {
+        "audit/num_models": float(audit.num_models),
+        "audit/best_attack_auc": best.metrics.auc,
+        "audit/epsilon_lower_bound": audit.epsilon_lower_bound.epsilon,
+        "audit/dp_max_auc_record": audit.bounds.record.max_auc,
+        "audit/dp_max_auc_patient": audit.bounds.patient.max_auc,
+        "audit/patient_auc_median": patients.median_auc,
+        "audit/patient_auc_p99": patients.p99_auc,
+        "audit/patient_auc_max": patients.max_auc,
+    }
+    for rate, tpr in zip(best.metrics.fpr_targets, best.metrics.tpr_at_fpr):
+        metrics[f"audit/best_attack_tpr_at_fpr_{rate:g}"] = float(tpr)
+    for threshold, count, sure in zip(
+        patients.thresholds, patients.exposed, patients.exposed_lower_bound
+    ):
+        metrics[f"audit/patients_auc_above_{threshold:g}"] = float(count)
+        metrics[f"audit/patients_lower_bound_above_{threshold:g}"] = float(sure)
+    for attack in audit.attacks:
+        metrics[f"audit/{attack.name}_auc"] = attack.metrics.auc
+    return metrics
+
+
+def audit_console_lines(report: RunReport) -> list[str]:
+    """Two lines: what the budget allows, and what the audit measured."""
+    audit, spend = report.audit, report.privacy
+    bounds, patients = audit.bounds, audit.patients
+    best = _attack(audit, audit.best_attack)
+    high = _threshold_index(patients.thresholds, 0.9)
+    if spend.private:
+        budget = (
+            f"budget       ε = {spend.epsilon:.2f} allows attack AUC ≤ {bounds.record.max_auc:.3f} "
+            f"per record, ≤ {bounds.patient.max_auc:.3f} per patient "
+            f"(k ≤ {bounds.group_size} records)"
+        )
+    else:
+        budget = (
+            "budget       none: the non-private model's leakage is not limited by any guarantee"
+        )
+    exposed = ""
+    if high is not None:
+        exposed = (
+            f", {int(patients.exposed[high])} patients above AUC 0.9 "
+            f"({int(patients.exposed_lower_bound[high])} on the lower bound)"
+        )
+    leakage = (
+        f"leakage      {audit.best_attack} AUC = {best.metrics.auc:.3f}, TPR@"
+        f"{best.metrics.fpr_targets[0]:.1%} FPR = {best.metrics.tpr_at_fpr[0]:.3f}, "
+        f"ε ≥ {audit.epsilon_lower_bound.epsilon:.2f}; patient AUC p99 = "
+        f"{patients.p99_auc:.3f}, max = {patients.max_auc:.3f}{exposed} (K = {audit.num_models})"
+    )
+    return [budget, leakage]
+
+
+def audit_sections(report: RunReport, *, images: dict[str, Path]) -> list[str]:
+    """The headline table (first in the report), then subgroups, attacks, figures and notes."""
+    audit = report.audit
+    return [
+        headline_section(report),
+        subgroup_section(audit),
+        attacks_section(audit),
+        figures_section(images),
+        notes_section(report),
+    ]
+
+
+def headline_section(report: RunReport) -> str:
+    """Budget beside measurement, aggregate and per patient."""
+    audit, spend = report.audit, report.privacy
+    bounds, patients, best = audit.bounds, audit.patients, _attack(audit, audit.best_attack)
+    confidence = f"{audit.patient_risk.confidence:.0%}"
+    rows = [
+        _budget_row(spend, audit, confidence),
+        [
+            "attack AUC, all model-patient pairs",
+            _allowed(bounds.record, spend.private),
+            f"{number(best.metrics.auc)} [{number(best.auc_interval.lower)}, "
+            f"{number(best.auc_interval.upper)}] ({best.name})",
+        ],
+        [
+            "attack AUC, per patient",
+            _allowed(bounds.patient, spend.private)
+            + (f" for k = {bounds.group_size} records" if bounds.group_size > 1 else ""),
+            f"99th percentile {number(patients.p99_auc)}, max {number(patients.max_auc)} "
+            f"± {number(patients.max_auc_standard_error, 2)}",
+        ],
+    ]
+    for rate, tpr in zip(best.metrics.fpr_targets, best.metrics.tpr_at_fpr):
+        allowed = number(float(bounds.record.max_tpr_at(rate))) if spend.private else "1"
+        rows.append([f"TPR at {rate:.1%} FPR", allowed, number(float(tpr))])
+    for threshold, count, sure in zip(
+        patients.thresholds, patients.exposed, patients.exposed_lower_bound
+    ):
+        excluded = spend.private and bounds.patient.max_auc <= threshold
+        rows.append(
+            [
+                f"patients with AUC > {threshold:g}",
+                "none" if excluded else "not excluded",
+                f"{int(count)} of {patients.n_patients} ({int(sure)} on the {confidence} "
+                "lower bound)",
+            ]
+        )
+    header = ["", "allowed by the DP guarantee", f"measured (audit, K = {audit.num_models})"]
+    return (
+        "## Privacy budget vs measured leakage\n\n"
+        + table(header, rows)
+        + "\n\nAllowed values come from the audit models' whole privacy profile δ(ε) (PLD "
+        "accounting of σ, q and steps); the single (ε, δ) pair alone would allow an AUC of "
+        f"{number(bounds.single_pair.max_auc)}. Members are the positive class throughout."
+        + "".join(f"\n\n> **Warning.** {message}" for message in audit.warnings)
+    )
+
+
+def _budget_row(spend, audit, confidence: str) -> list[str]:
+    lower = audit.epsilon_lower_bound
+    measured = (
+        f"≥ {number(lower.epsilon, 2)} (empirical lower bound, {confidence} over all attacks; "
+        f"this audit could show at most {number(lower.ceiling, 2)})"
+    )
+    budget = f"{number(spend.epsilon, 2)} (δ = {spend.delta:g})" if spend.private else "∞ (no DP)"
+    return ["ε", budget, measured]
+
+
+def _allowed(bound, private: bool) -> str:
+    if not private:
+        return "1 (no guarantee)"
+    return number(bound.max_auc) + (" (vacuous)" if bound.vacuous else "")
+
+
+def subgroup_section(audit) -> str:
+    """Patient risk per subgroup value beside the whole cohort."""
+    thresholds = audit.patients.thresholds
+    header = ["attribute", "value", "patients", "median AUC", "p95 AUC", "max AUC"]
+    header += [f"> {t:g}" for t in thresholds] + [f"> {thresholds[-1]:g} (lower bound)"]
+    rows = [
+        [
+            row.attribute,
+            row.value,
+            row.n_patients,
+            number(row.median_auc),
+            number(row.p95_auc),
+            number(row.max_auc),
+            *[f"{share:.1%}" for share in row.share_above],
+            f"{row.share_above_lower_bound[-1]:.1%}",
+        ]
+        for row in audit.subgroups
+    ]
+    return (
+        "## Leakage by subgroup\n\nShare of patients whose per-patient attack AUC exceeds each "
+        "threshold; small subgroups have noisy shares (see the patient counts).\n\n"
+        + table(header, rows)
+    )
+
+
+def attacks_section(audit) -> str:
+    """Every attack's aggregate numbers."""
+    rates = audit.attacks[0].metrics.fpr_targets
+    header = ["attack", "AUC", f"{audit.attacks[0].auc_interval.confidence:.0%} interval"]
+    header += [f"TPR @ {rate:.1%} FPR" for rate in rates] + ["balanced acc.", "ε lower bound"]
+    rows = [
+        [
+            attack.name,
+            number(attack.metrics.auc),
+            f"[{number(attack.auc_interval.lower)}, {number(attack.auc_interval.upper)}]",
+            *[number(float(tpr)) for tpr in attack.metrics.tpr_at_fpr],
+            number(attack.metrics.balanced_accuracy),
+            number(attack.epsilon_lower_bound.epsilon, 2),
+        ]
+        for attack in audit.attacks
+    ]
+    return "## Attacks\n\n" + table(header, rows)
+
+
+def figures_section(images: dict[str, Path]) -> str:
+    """Links to the figures (relative paths: the report sits beside them)."""
+    return "## Figures\n\n" + "\n".join(
+        f"![{name.replace('_', ' ')}]({Path(path).name})" for name, path in images.items()
+    )
+
+
+def notes_section(report: RunReport) -> str:
+    """How the audit was done, so the numbers can be read correctly."""
+    audit = report.audit
+    model_spend = audit.model_privacy
+    sizes = audit.model_training_patients
+    lines = [
+        f"- Leave-many-out audit: {audit.num_models} models, each trained with the target's recipe "
+        f"on a random half of the {audit.pool_patients} patients "
+        f"({int(sizes.min())}–{int(sizes.max())} patients per model, all records of a patient in "
+        f"or out together); every patient is in exactly {audit.num_models // 2} models. Each model "
+        "is in turn the target; the others, less its complementary half, are its references.",
+        f"- Audit models: σ = {number(model_spend.noise_multiplier)}, "
+        f"q = {number(model_spend.sample_rate, 4)}, {model_spend.steps} steps, "
+        f"ε = {number(model_spend.epsilon, 2)}"
+        if model_spend.private
+        else "- Audit models: non-private, like the target.",
+        f"- Per-patient AUC: binormal AUC of the record's signal φ = log p_y − log(1 − p_y) across "
+        f"the models with and without it, {audit.patient_risk.aggregation} over the patient's "
+        f"records; lower bounds are one-sided {audit.patient_risk.confidence:.0%} bounds.",
+        "- Empirical ε lower bound: Clopper–Pearson bounds on TPR and FPR, Bonferroni-corrected "
+        "for the choice of threshold and of attack. It treats model-patient pairs as independent "
+        "trials, which they are not quite (pairs share models and patients): read it as an "
+        "indication, not a proof.",
+        f"- Patients whose lower bound exceeds the DP-implied patient maximum: "
+        f"{audit.patients.above_dp_bound} (by chance alone up to about "
+        f"{(1 - audit.patient_risk.confidence):.0%} of patients whose true AUC sits at the bound).",
+        "- Files: `patient_risk.csv` (one row per patient), `audit_arrays.npz` (masks, signals, "
+        "per-record AUCs).",
+    ]
+    return "## How the audit was done\n\n" + "\n".join(lines)
+
+
+def _attack(audit, name: str):
+    return next(attack for attack in audit.attacks if attack.name == name)
+
+
+def _threshold_index(thresholds: np.ndarray, value: float) -> int | None:
+    matches = np.flatnonzero(np.isclose(thresholds, value))
+    return int(matches[0]) if len(matches) else None

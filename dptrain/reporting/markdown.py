@@ -1,0 +1,141 @@
+"""``report.md``: the run in words and tables a clinician or a reviewer can read.
+
+It never contains a feature value: counts, metrics, privacy parameters and patient ids as given.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dptrain.reporting.results import RunReport
+from dptrain.training.evaluate import METRIC_NAMES, UtilityMetrics
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A number for a table: fixed digits, ``∞`` and ``n/a`` spelled out.
+
+    Example:
+        >>> number(0.12345), number(float("inf")), number(float("nan")), number(2.0e-5)
+        ('0.123', '∞', 'n/a', '2e-05')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if isinstance(value, float) and value != 0 and abs(value) < 10 ** (-digits):
+        return f"{value:.0e}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def privacy_section(report: RunReport) -> str:
+    """The privacy budget of the deployed model, with what ε protects spelled out."""
+    spend = report.privacy
+    if not spend.private:
+        return (
+            "## Privacy budget\n\nNon-private baseline (`privacy=none`): no clipping, no noise, "
+            "ε = ∞. Same data, model and optimisation recipe as the private runs."
+        )
+    k = spend.max_records_per_patient
+    rows = [
+        ["ε spent", f"{number(spend.epsilon)} ({spend.accountant.upper()} accountant)"],
+        ["ε (RDP, for comparison)", number(spend.epsilon_rdp)],
+        ["ε target", number(spend.epsilon_target)],
+        ["δ", f"{spend.delta:g} (1/N = {1 / spend.n_units:.2g})"],
+        ["noise multiplier σ", number(spend.noise_multiplier)],
+        ["sampling rate q (Poisson)", number(spend.sample_rate, 4)],
+        ["steps / epochs", f"{spend.steps} / {spend.epochs}"],
+        ["clipping norm C", number(spend.max_grad_norm)],
+        ["privacy unit", f"{spend.unit} (N = {spend.n_units} training records)"],
+    ]
+    if k > 1:
+        unit_note = (
+            f"ε is per **record**. Some patients have up to {k} records; the guarantee for such a "
+            f"patient is weaker (group privacy over {k} records, see the audit's patient-level "
+            "bound)."
+        )
+    else:
+        unit_note = (
+            "Every patient has one record, so the record-level ε is also the patient-level ε."
+        )
+    return (
+        "## Privacy budget\n\n"
+        + table(["", "value"], rows)
+        + f"\n\n{unit_note} Preprocessing statistics (medians, means, standard deviations) and "
+        "class weights are computed from the training split without noise and are not covered by ε."
+    )
+
+
+def utility_section(report: RunReport) -> str:
+    """Utility on the held-out patients, overall and per subgroup with counts."""
+    overall = report.utility.overall
+    parts = [
+        "## Utility on held-out patients\n",
+        table(["", "patients", "records", *METRIC_NAMES], [["all", *_metric_cells(overall)]]),
+    ]
+    for attribute, by_value in report.utility.subgroups.items():
+        rows = [[value, *_metric_cells(metrics)] for value, metrics in by_value.items()]
+        parts += [
+            f"\n**By {attribute}**\n",
+            table([attribute, "patients", "records", *METRIC_NAMES], rows),
+        ]
+    return "\n".join(parts)
+
+
+def data_section(report: RunReport) -> str:
+    """Sizes of the cohort and its patient-level split."""
+    rows = [
+        [
+            name,
+            s["n_patients"],
+            s["n_records"],
+            s["max_records_per_patient"],
+            ", ".join(f"{label}: {count}" for label, count in s["label_counts"].items()),
+        ]
+        for name, s in report.data.items()
+    ]
+    return (
+        "## Data\n\n"
+        + table(["", "patients", "records", "max records/patient", "labels"], rows)
+        + "\n\nSplits are drawn over patients: no patient has records on both sides."
+    )
+
+
+def run_section(report: RunReport) -> str:
+    """Timings and library versions."""
+    timing_rows = [
+        [name.removesuffix("_seconds"), f"{seconds:.1f} s"]
+        for name, seconds in report.timings.items()
+    ]
+    versions = ", ".join(f"{name} {ver}" for name, ver in report.versions.items())
+    return "## Run\n\n" + table(["stage", "wall time"], timing_rows) + f"\n\nVersions: {versions}."
+
+
+def render_report(report: RunReport, *, audit_sections: list[str]) -> str:
+    """The whole ``report.md``; the audit's headline table, when there is one, comes first."""
+    title = f"# dptrain report: {report.data['cohort']['name']}"
+    sections = [
+        title,
+        *audit_sections[:1],
+        privacy_section(report),
+        utility_section(report),
+        *audit_sections[1:],
+        data_section(report),
+        run_section(report),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _metric_cells(metrics: UtilityMetrics) -> list[str]:
+    return [str(metrics.n_patients), str(metrics.n_records)] + [
+        number(getattr(metrics, name)) for name in METRIC_NAMES
+    ]

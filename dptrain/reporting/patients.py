@@ -1,0 +1,56 @@
+"""Per-patient risk as a table (``patient_risk.csv``) and the audit's arrays (``audit_arrays.npz``).
+
+The table holds patient ids as the user gave them, subgroup values, record counts and risk
+numbers, never a feature value. The arrays (membership masks, signals, per-record AUCs) let a
+later analysis re-run attacks without retraining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PATIENT_RISK_FILE = "patient_risk.csv"
+AUDIT_ARRAYS_FILE = "audit_arrays.npz"
+
+
+def patient_risk_frame(audit) -> pd.DataFrame:
+    """One row per patient, most exposed first.
+
+    Args:
+        audit: An `AuditResult`.
+
+    Returns:
+        Columns: patient_id, one per subgroup attribute, n_records, auc, standard_error,
+        lower_bound (the one-sided confidence bound at the audit's confidence).
+    """
+    risk = audit.patient_risk
+    frame = pd.DataFrame({"patient_id": risk.patient_ids})
+    for attribute, values in risk.attributes.items():
+        frame[attribute] = values
+    frame["n_records"] = risk.n_records
+    frame["auc"] = risk.auc
+    frame["standard_error"] = risk.standard_error
+    frame["lower_bound"] = risk.lower_bound
+    return frame.sort_values("auc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def write_patient_risk(audit, run_dir: Path) -> Path:
+    """Writes ``patient_risk.csv`` and ``audit_arrays.npz``; returns the CSV's path."""
+    run_dir = Path(run_dir)
+    path = run_dir / PATIENT_RISK_FILE
+    patient_risk_frame(audit).to_csv(path, index=False, float_format="%.6g")
+    vulnerability = audit.record_vulnerability
+    np.savez_compressed(
+        run_dir / AUDIT_ARRAYS_FILE,
+        patient_ids=audit.patient_risk.patient_ids,
+        membership=audit.membership,
+        signals=audit.signals,
+        record_patient=audit.record_patient,
+        record_auc=vulnerability.auc,
+        record_standard_error=vulnerability.standard_error,
+        record_lower_bound=vulnerability.lower_bound,
+    )
+    return path

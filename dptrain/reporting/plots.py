@@ -1,0 +1,142 @@
+"""The audit's figures (PNG): ROC against the DP bound, patient-risk survival curve, histogram.
+
+Low false-positive rates matter most (Carlini et al. 2022): ROC curves are drawn log-log, and the
+patient-risk survival curve uses a log y-axis so that the few most exposed patients stay visible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dptrain.audit.subgroups import WHOLE_COHORT
+
+ROC_FILE = "roc.png"
+SURVIVAL_FILE = "patient_risk_survival.png"
+HISTOGRAM_FILE = "patient_risk_histogram.png"
+
+
+def write_audit_plots(audit, run_dir: Path) -> dict[str, Path]:
+    """Draws the three figures into ``run_dir``.
+
+    Args:
+        audit: An `AuditResult`.
+        run_dir: Where the PNG files go.
+
+    Returns:
+        Plot name -> path.
+    """
+    run_dir = Path(run_dir)
+    return {
+        "roc": _save(plot_roc(audit), run_dir / ROC_FILE),
+        "patient_risk_survival": _save(plot_survival(audit), run_dir / SURVIVAL_FILE),
+        "patient_risk_histogram": _save(plot_histogram(audit), run_dir / HISTOGRAM_FILE),
+    }
+
+
+def plot_roc(audit) -> plt.Figure:
+    """Log-log ROC of every attack with the DP-implied maximum TPR at each FPR."""
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    floor = 1.0 / max(attack.metrics.n_nonmembers for attack in audit.attacks)
+    for attack in audit.attacks:
+        metrics = attack.metrics
+        axes.plot(
+            np.maximum(metrics.roc_fpr, floor),
+            np.maximum(metrics.roc_tpr, floor),
+            label=f"{attack.name} (AUC {metrics.auc:.3f})",
+        )
+    for bound, style, label in _bound_curves(audit):
+        visible = bound.fpr >= floor
+        axes.plot(bound.fpr[visible], bound.max_tpr[visible], style, color="black", label=label)
+    axes.plot([floor, 1], [floor, 1], ":", color="grey", label="chance")
+    axes.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05))
+    axes.set(xlabel="false positive rate", ylabel="true positive rate")
+    axes.set_title(f"Membership inference, {audit.num_models} models, (model, patient) pairs")
+    axes.legend(fontsize=8, loc="lower right")
+    return figure
+
+
+def plot_survival(audit) -> plt.Figure:
+    """Share of patients with AUC ≥ x (log y), overall and per subgroup, with the DP maximum."""
+    risk = audit.patient_risk
+    attributes = list(risk.attributes)
+    columns = max(1, min(3, len(attributes)))
+    rows = max(1, int(np.ceil(len(attributes) / columns)))
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False, sharey=True
+    )
+    thresholds = np.linspace(0.5, 1.0, 201)
+    panels = attributes or [WHOLE_COHORT]
+    for axes, attribute in zip(grid.ravel(), panels):
+        _survival(axes, risk.auc, thresholds, WHOLE_COHORT, color="black", linewidth=2)
+        if attribute in risk.attributes:
+            for value in np.unique(risk.attributes[attribute]):
+                members = risk.attributes[attribute] == value
+                _survival(axes, risk.auc[members], thresholds, f"{value} ({members.sum()})")
+        _dp_line(axes, audit)
+        axes.set(yscale="log", xlabel="patient AUC", title=str(attribute), xlim=(0.5, 1.0))
+        axes.legend(fontsize=7)
+    for axes in grid.ravel()[len(panels) :]:
+        axes.set_visible(False)
+    for axes in grid[:, 0]:
+        axes.set_ylabel("share of patients with AUC ≥ x")
+    figure.suptitle(f"Per-patient membership risk ({risk.aggregation} over records)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_histogram(audit) -> plt.Figure:
+    """Histogram of patient AUC, with the DP-implied maximum."""
+    risk = audit.patient_risk
+    figure, axes = plt.subplots(figsize=(5.5, 3.6))
+    auc = risk.auc[~np.isnan(risk.auc)]
+    axes.hist(auc, bins=np.linspace(min(0.0, auc.min(initial=0.5)), 1.0, 51), color="tab:blue")
+    _dp_line(axes, audit)
+    axes.set(xlabel="patient AUC", ylabel="patients", yscale="log")
+    axes.set_title(f"Patient risk, {len(auc)} patients, K = {audit.num_models}")
+    axes.legend(fontsize=8)
+    return figure
+
+
+def _bound_curves(audit):
+    bounds = audit.bounds
+    if bounds.record.method == "non-private":
+        return []
+    curves = [(bounds.record, "--", f"DP bound, record (AUC ≤ {bounds.record.max_auc:.3f})")]
+    if bounds.group_size > 1:
+        curves.append(
+            (
+                bounds.patient,
+                "-.",
+                f"DP bound, {bounds.group_size} records (AUC ≤ {bounds.patient.max_auc:.3f})",
+            )
+        )
+    return curves
+
+
+def _survival(axes, auc: np.ndarray, thresholds: np.ndarray, label: str, **style) -> None:
+    auc = auc[~np.isnan(auc)]
+    if len(auc) == 0:
+        return
+    share = (auc[None, :] >= thresholds[:, None]).mean(axis=1)
+    visible = share > 0
+    axes.step(thresholds[visible], share[visible], where="post", label=label, **style)
+
+
+def _dp_line(axes, audit) -> None:
+    bound = audit.bounds.patient
+    if bound.method != "non-private":
+        axes.axvline(
+            bound.max_auc, color="red", linestyle="--", label=f"DP maximum ({bound.max_auc:.3f})"
+        )
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path

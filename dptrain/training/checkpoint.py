@@ -1,0 +1,52 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``: tensors and plain values only.
+
+A checkpoint holds the state dict, the preprocessing statistics, the accountant's state (its
+history of (σ, q, steps)) and the privacy guarantee, so a loaded model still says what it cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dptrain.training.fit import TrainedModel
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, Any]) -> Path:
+    """Writes ``model`` to ``path`` (atomically: a crash leaves no half-written checkpoint).
+
+    Args:
+        model: The trained model.
+        path: Target file, conventionally ``model.pt``.
+        model_config: The model's config as plain values, to rebuild the module before loading.
+
+    Returns:
+        The path written.
+    """
+    privacy = {
+        key: (value if value != float("inf") else "inf")
+        for key, value in dataclasses.asdict(model.privacy).items()
+    }
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": model.module.state_dict(),
+        "standardizer": {k: torch.from_numpy(v) for k, v in model.standardizer.state().items()},
+        "accountant": model.accountant_state,
+        "privacy": privacy,
+        "task": model.task,
+        "model_config": model_config,
+    }
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(checkpoint, partial)
+    partial.replace(path)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Reads a checkpoint safely (``weights_only=True``: no code runs while loading)."""
+    return torch.load(path, weights_only=True)

@@ -1,0 +1,66 @@
+"""The training recipe besides privacy: epochs, batch sizes, optimiser, class weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dptrain.errors import ConfigError
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+CLASS_WEIGHTS = ("balanced", "none")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; the audit's reference models copy it exactly.
+
+    Attributes:
+        epochs: Passes over the training data (expected, under Poisson sampling).
+        batch_size: Logical (expected) batch size; q = 1 / ceil(N / batch_size).
+        max_physical_batch_size: Largest batch put through the model at once; Opacus'
+            BatchMemoryManager splits bigger logical batches (DP only).
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr: Learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty.
+        class_weights: ``balanced`` (loss weights n / (C n_c) from the training labels, never a
+            weighted sampler, which would break the accountant's sampling assumption) or ``none``.
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    max_physical_batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    class_weights: str = "balanced"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_physical_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"train.optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(
+                f"train.class_weights must be one of {list(CLASS_WEIGHTS)}, "
+                f"got {self.class_weights!r}"
+            )
+
+    def make_optimizer(self, parameters) -> torch.optim.Optimizer:
+        """The configured optimiser over ``parameters``."""
+        options = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.optimizer == "sgd":
+            options["momentum"] = self.momentum
+        return OPTIMIZERS[self.optimizer](parameters, **options)

@@ -1,0 +1,68 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import OmegaConfBaseException
+
+from dptrain.audit.config import AuditConfig
+from dptrain.cli.config import build_run_config
+from dptrain.data.tables import TableDataConfig
+from dptrain.models import MLPConfig
+from dptrain.privacy.accounting import PrivacyConfig
+from dptrain.tracking.wandb import WandbTrackerConfig
+
+
+def test_default_config_builds_library_objects(compose_config):
+    run_config, tracker = build_run_config(compose_config())
+    assert isinstance(run_config.data, TableDataConfig) and run_config.data.name == "actg175"
+    assert run_config.data.path.endswith("ACTG175.csv")
+    assert isinstance(run_config.model, MLPConfig)
+    assert isinstance(run_config.privacy, PrivacyConfig) and run_config.privacy.private
+    assert isinstance(run_config.audit, AuditConfig) and run_config.audit.enabled
+    assert isinstance(tracker, WandbTrackerConfig)
+
+
+def test_command_line_overrides_reach_the_library(compose_config):
+    run_config, _ = build_run_config(
+        compose_config(["privacy.epsilon=3", "model.hidden=[128,128]", "privacy=none", "seed=7"])
+    )
+    assert run_config.model.hidden == [128, 128]
+    assert not run_config.privacy.private and run_config.seed == 7
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["privacy.epsilon=3"],
+        ["privacy=none"],
+        ["audit=none"],
+        ["tracker=csv"],
+        ["tracker=none"],
+        ["debug=fast"],
+        ["experiment=epsilon_sweep"],
+    ],
+)
+def test_every_group_option_composes(compose_config, overrides):
+    build_run_config(compose_config(overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["privacy.epsilonn=3"], "epsilonn"),
+        (["train.epochs=many"], "train.epochs"),
+        (["model.hidden=[a]"], "model.hidden"),
+        (["audit.num_model=4"], "num_model"),
+    ],
+)
+def test_typos_and_wrong_types_fail_at_composition_with_the_key_named(
+    compose_config, overrides, key
+):
+    with pytest.raises((ConfigCompositionException, OmegaConfBaseException)) as raised:
+        compose_config(overrides)
+    assert key in str(raised.value) + str(raised.value.__cause__)
+
+
+def test_table_config_requires_its_columns(compose_config):
+    from omegaconf.errors import MissingMandatoryValue
+
+    with pytest.raises(MissingMandatoryValue, match="path"):
+        build_run_config(compose_config(["data=table"]))

@@ -1,0 +1,141 @@
+"""End-to-end runs of the `dptrain` app (in-process, tiny settings) and its error handling."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dptrain.cli import main as cli
+from dptrain.data.fake import fake_ehr_table
+from dptrain.reporting.results import read_results
+
+from ..conftest import FAST, table_overrides
+
+
+# Hydra's logging setup (dictConfig) closes every live handler, including absl's (imported by
+# dp_accounting), whose stream inside pytest is pytest's capture file; in-process runs keep
+# Python's logging as it is. `test_python_dash_m_...` runs the app with its real logging.
+KEEP_LOGGING = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+
+
+def run_app(monkeypatch, capsys, run_dir: Path, overrides: list[str]) -> tuple[int, str, str]:
+    """Runs `dptrain <overrides>` in this process; returns (exit code, stdout, stderr)."""
+    argv = ["dptrain", *overrides, *KEEP_LOGGING, f"hydra.run.dir={run_dir}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_private_run_writes_a_complete_results_file(monkeypatch, capsys, tmp_path, visits_csv):
+    run_dir = tmp_path / "run"
+    code, out, _ = run_app(
+        monkeypatch, capsys, run_dir, [*table_overrides(visits_csv), *FAST, "privacy.epsilon=4"]
+    )
+    assert code == 0
+    for line in ("dataset", "privacy      ε =", "σ =", "AUROC =", "budget", "leakage", "report"):
+        assert line in out
+    results = read_results(run_dir / "results.json")
+    assert results["schema_version"] and results["status"] == "complete"
+    privacy = results["privacy"]
+    assert privacy["private"] and privacy["epsilon"] <= 4.0 and privacy["unit"] == "record"
+    assert privacy["max_records_per_patient"] > 1
+    assert set(results["utility"]["overall"]) >= {"auroc", "auprc", "accuracy", "balanced_accuracy"}
+    assert "sex" in results["utility"]["subgroups"]
+    assert results["audit"]["num_models"] == 4 and len(results["audit"]["attacks"]) == 4
+    assert results["config"]["privacy"]["epsilon"] == 4.0
+    assert set(results["versions"]) >= {"torch", "opacus", "python"}
+    for name in ("report.md", "model.pt", "patient_risk.csv", "audit_arrays.npz", "roc.png"):
+        assert (run_dir / name).is_file(), name
+    report = (run_dir / "report.md").read_text()
+    assert report.index("Privacy budget vs measured leakage") < report.index("## Utility")
+
+
+@pytest.mark.slow
+def test_non_private_baseline_has_infinite_epsilon_and_the_same_schema(
+    monkeypatch, capsys, tmp_path, visits_csv
+):
+    private_dir, baseline_dir = tmp_path / "dp", tmp_path / "none"
+    overrides = [*table_overrides(visits_csv), *FAST, "audit=none"]
+    assert run_app(monkeypatch, capsys, private_dir, overrides)[0] == 0
+    assert run_app(monkeypatch, capsys, baseline_dir, [*overrides, "privacy=none"])[0] == 0
+    private, baseline = (read_results(d / "results.json") for d in (private_dir, baseline_dir))
+    assert math.isinf(baseline["privacy"]["epsilon"]) and not baseline["privacy"]["private"]
+    assert json.loads((baseline_dir / "results.json").read_text())["privacy"]["epsilon"] == "inf"
+    assert private["utility"].keys() == baseline["utility"].keys()
+    assert private["utility"]["overall"].keys() == baseline["utility"]["overall"].keys()
+    assert baseline["audit"] is None
+
+
+def _bad_table(tmp_path: Path, column: str, values: list) -> list[str]:
+    """Overrides for a fake table whose ``column`` is replaced by ``values``."""
+    table = fake_ehr_table(n_patients=len(values), seed=0)
+    table[column] = values
+    path = tmp_path / "bad.csv"
+    table.to_csv(path, index=False)
+    return [*table_overrides(path), *FAST]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("epsilon", "privacy.epsilon must be a finite number > 0, got -1.0"),
+        ("delta_range", "privacy.delta must be in (0, 1), got 2.0"),
+        ("delta_large", "privacy.delta=0.1 is not below 1/N"),
+        ("missing_file", "data.path: file not found"),
+        ("missing_column", "data.label_columns: column 'outcome' not in visits.csv"),
+        ("text_labels", "is not numeric (e.g. 'yes')"),
+        ("nan_labels", "has 1 missing labels"),
+        ("missing_id", "data.id_column: 1 rows of bad.csv have no patient id"),
+        ("empty_split", "split.test_fraction=0.001 leaves an empty split"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_no_results(
+    monkeypatch, capsys, tmp_path, visits_csv, case, message
+):
+    base = [*table_overrides(visits_csv), *FAST, "audit=none"]
+    overrides = {
+        "epsilon": lambda: [*base, "privacy.epsilon=-1"],
+        "delta_range": lambda: [*base, "privacy.delta=2"],
+        "delta_large": lambda: [*base, "privacy.delta=0.1"],
+        "missing_file": lambda: [*base, "data.path=/no/such/file.csv"],
+        "missing_column": lambda: [*base, "data.label_columns=[outcome]"],
+        "text_labels": lambda: _bad_table(tmp_path, "label", ["yes", "no"] * 10),
+        "nan_labels": lambda: _bad_table(tmp_path, "label", [0, 1, None] + [1] * 7),
+        "missing_id": lambda: _bad_table(tmp_path, "patient_id", ["a", None, "c"]),
+        "empty_split": lambda: [*base, "split.test_fraction=0.001"],
+    }[case]()
+    run_dir = tmp_path / "run"
+    code, _, err = run_app(monkeypatch, capsys, run_dir, overrides)
+    assert code == 2
+    assert err.strip().startswith("dptrain: error:") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (run_dir / "results.json").exists()
+
+
+def test_verbose_shows_the_traceback(monkeypatch, capsys, tmp_path, visits_csv):
+    overrides = [*table_overrides(visits_csv), *FAST, "privacy.epsilon=-1", "hydra.verbose=true"]
+    code, _, err = run_app(monkeypatch, capsys, tmp_path / "run", overrides)
+    assert code != 0 and "ConfigError" in err and "Traceback" in err
+
+
+@pytest.mark.slow
+def test_python_dash_m_runs_the_default_experiment_on_embedded_data(tmp_path):
+    """As a user would: `python -m dptrain` with no data argument trains on ACTG 175."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "dptrain", "debug=fast", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "actg175: 2139 patients" in completed.stdout
+    assert read_results(tmp_path / "results.json")["data"]["cohort"]["n_patients"] == 2139
