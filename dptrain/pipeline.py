@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dptrain.audit.config import AuditConfig
+from dptrain.audit.run import run_audit
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import SplitConfig, split_by_patient
 from dptrain.models import ModelFactory
@@ -124,8 +125,6 @@ def run(
 
     audit = None
     if config.audit.enabled:
-        from dptrain.audit.run import run_audit
-
         stage = time.perf_counter()
         audit = run_audit(
             cohort=cohort,

@@ -18,14 +18,13 @@ import numpy as np
 
 from dptrain.audit.attacks import make_attack
 from dptrain.audit.config import AuditConfig
+from dptrain.audit.epsilon import EpsilonLowerBound, epsilon_lower_bound
 from dptrain.audit.metrics import (
     AttackMetrics,
     AucInterval,
-    EpsilonLowerBound,
     RecordVulnerability,
     attack_metrics,
     auc_confidence_interval,
-    epsilon_lower_bound,
     record_vulnerability,
 )
 from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_risk

@@ -18,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from dptrain.cli.config import build_run_config, register_schemas
 from dptrain.errors import DptrainError
 from dptrain.pipeline import run
+from dptrain.reporting.audit_markdown import audit_console_lines
 from dptrain.reporting.results import RunReport
-from dptrain.tracking.base import FailSoftTracker
+from dptrain.tracking.base import FailSoftTracker, NullTracker
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
@@ -64,8 +65,6 @@ def _open_tracker(tracker_config, output_dir: Path, run_name: str, plain_config:
         return tracker_config.open(run_dir=output_dir, run_name=run_name, config=plain_config)
     except Exception as error:  # trackers fail soft, training never depends on them
         log.warning("tracker could not start (%s); continuing without tracking", error)
-        from dptrain.tracking.base import NullTracker
-
         return NullTracker()
 
 
@@ -91,8 +90,6 @@ def summary(report: RunReport, output_dir: Path) -> str:
         f"accuracy = {overall.accuracy:.3f}, balanced accuracy = {overall.balanced_accuracy:.3f}"
     )
     if report.audit is not None:
-        from dptrain.reporting.audit_markdown import audit_console_lines
-
         lines += audit_console_lines(report)
     lines.append(f"report       {output_dir / 'report.md'}")
     return "\n".join(lines)

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dptrain.audit.run import AttackResult, AuditResult
+from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.markdown import number, table
 from dptrain.reporting.results import RunReport
 
 
-def audit_headline_metrics(audit) -> dict[str, float]:
+def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:
     """Summary metrics of the audit for trackers and sweeps."""
     best = _attack(audit, audit.best_attack)
     patients = audit.patients
@@ -130,7 +132,7 @@ def headline_section(report: RunReport) -> str:
     )
 
 
-def _budget_row(spend, audit, confidence: str) -> list[str]:
+def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> list[str]:
     lower = audit.epsilon_lower_bound
     measured = (
         f"≥ {number(lower.epsilon, 2)} (empirical lower bound, {confidence} over all attacks; "
@@ -146,7 +148,7 @@ def _allowed(bound, private: bool) -> str:
     return number(bound.max_auc) + (" (vacuous)" if bound.vacuous else "")
 
 
-def subgroup_section(audit) -> str:
+def subgroup_section(audit: AuditResult) -> str:
     """Patient risk per subgroup value beside the whole cohort."""
     thresholds = audit.patients.thresholds
     header = ["attribute", "value", "patients", "median AUC", "p95 AUC", "max AUC"]
@@ -171,7 +173,7 @@ def subgroup_section(audit) -> str:
     )
 
 
-def attacks_section(audit) -> str:
+def attacks_section(audit: AuditResult) -> str:
     """Every attack's aggregate numbers."""
     rates = audit.attacks[0].metrics.fpr_targets
     header = ["attack", "AUC", f"{audit.attacks[0].auc_interval.confidence:.0%} interval"]
@@ -229,7 +231,7 @@ def notes_section(report: RunReport) -> str:
     return "## How the audit was done\n\n" + "\n".join(lines)
 
 
-def _attack(audit, name: str):
+def _attack(audit: AuditResult, name: str) -> AttackResult:
     return next(attack for attack in audit.attacks if attack.name == name)
 
 

@@ -121,14 +121,14 @@ def run_section(report: RunReport) -> str:
 
 
 def render_report(report: RunReport, *, audit_sections: list[str]) -> str:
-    """The whole ``report.md``; the audit's headline table, when there is one, comes first."""
+    """The whole ``report.md``: with an audit, its headline and subgroup tables come first."""
     title = f"# dptrain report: {report.data['cohort']['name']}"
     sections = [
         title,
-        *audit_sections[:1],
+        *audit_sections[:2],
         privacy_section(report),
         utility_section(report),
-        *audit_sections[1:],
+        *audit_sections[2:],
         data_section(report),
         run_section(report),
     ]

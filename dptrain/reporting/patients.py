@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dptrain.audit.run import AuditResult
+
 PATIENT_RISK_FILE = "patient_risk.csv"
 AUDIT_ARRAYS_FILE = "audit_arrays.npz"
 
 
-def patient_risk_frame(audit) -> pd.DataFrame:
+def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
     """One row per patient, most exposed first.
 
     Args:
@@ -37,7 +39,7 @@ def patient_risk_frame(audit) -> pd.DataFrame:
     return frame.sort_values("auc", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def write_patient_risk(audit, run_dir: Path) -> Path:
+def write_patient_risk(audit: AuditResult, run_dir: Path) -> Path:
     """Writes ``patient_risk.csv`` and ``audit_arrays.npz``; returns the CSV's path."""
     run_dir = Path(run_dir)
     path = run_dir / PATIENT_RISK_FILE

@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dptrain.audit.run import AuditResult
 from dptrain.audit.subgroups import WHOLE_COHORT
 
 ROC_FILE = "roc.png"
@@ -21,7 +22,7 @@ SURVIVAL_FILE = "patient_risk_survival.png"
 HISTOGRAM_FILE = "patient_risk_histogram.png"
 
 
-def write_audit_plots(audit, run_dir: Path) -> dict[str, Path]:
+def write_audit_plots(audit: AuditResult, run_dir: Path) -> dict[str, Path]:
     """Draws the three figures into ``run_dir``.
 
     Args:
@@ -39,7 +40,7 @@ def write_audit_plots(audit, run_dir: Path) -> dict[str, Path]:
     }
 
 
-def plot_roc(audit) -> plt.Figure:
+def plot_roc(audit: AuditResult) -> plt.Figure:
     """Log-log ROC of every attack with the DP-implied maximum TPR at each FPR."""
     figure, axes = plt.subplots(figsize=(5.5, 5))
     floor = 1.0 / max(attack.metrics.n_nonmembers for attack in audit.attacks)
@@ -61,7 +62,7 @@ def plot_roc(audit) -> plt.Figure:
     return figure
 
 
-def plot_survival(audit) -> plt.Figure:
+def plot_survival(audit: AuditResult) -> plt.Figure:
     """Share of patients with AUC ≥ x (log y), overall and per subgroup, with the DP maximum."""
     risk = audit.patient_risk
     attributes = list(risk.attributes)
@@ -90,7 +91,7 @@ def plot_survival(audit) -> plt.Figure:
     return figure
 
 
-def plot_histogram(audit) -> plt.Figure:
+def plot_histogram(audit: AuditResult) -> plt.Figure:
     """Histogram of patient AUC, with the DP-implied maximum."""
     risk = audit.patient_risk
     figure, axes = plt.subplots(figsize=(5.5, 3.6))
@@ -103,7 +104,7 @@ def plot_histogram(audit) -> plt.Figure:
     return figure
 
 
-def _bound_curves(audit):
+def _bound_curves(audit: AuditResult):
     bounds = audit.bounds
     if bounds.record.method == "non-private":
         return []
@@ -128,7 +129,7 @@ def _survival(axes, auc: np.ndarray, thresholds: np.ndarray, label: str, **style
     axes.step(thresholds[visible], share[visible], where="post", label=label, **style)
 
 
-def _dp_line(axes, audit) -> None:
+def _dp_line(axes: plt.Axes, audit: AuditResult) -> None:
     bound = audit.bounds.patient
     if bound.method != "non-private":
         axes.axvline(

@@ -1,6 +1,6 @@
 """The run's result type and its ``results.json`` form (versioned schema).
 
-``results.json`` is the contract with everything downstream (``dptrain-report``, sweeps, users'
+``results.json`` is the contract with everything downstream (sweep comparisons, users'
 notebooks): plain JSON without NaN or Infinity literals. Undefined numbers (a subgroup with one
 class) are ``null``; an infinite ε (the non-private baseline) is the string ``"inf"``, which
 `read_results` turns back into ``float("inf")``.
@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from dptrain import __version__
+from dptrain.audit.run import AuditResult
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.training.evaluate import UtilityReport
 from dptrain.training.fit import EpochLog
@@ -46,7 +48,7 @@ class RunReport:
     privacy: PrivacySpend
     utility: UtilityReport
     history: tuple[EpochLog, ...]
-    audit: Any
+    audit: AuditResult | None
     timings: dict[str, float]
     versions: dict[str, str]
 
@@ -85,8 +87,6 @@ def to_plain(value: Any) -> Any:
 
 def results_dict(report: RunReport) -> dict[str, Any]:
     """The ``results.json`` content of a report."""
-    from dptrain import __version__
-
     return {
         "schema_version": SCHEMA_VERSION,
         "dptrain_version": __version__,

@@ -10,7 +10,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from dptrain.reporting.audit_markdown import audit_headline_metrics
+from dptrain.reporting.audit_markdown import audit_sections as render_audit_sections
 from dptrain.reporting.markdown import render_report
+from dptrain.reporting.patients import patient_risk_frame, write_patient_risk
+from dptrain.reporting.plots import write_audit_plots
 from dptrain.reporting.results import RunReport, write_results
 from dptrain.tracking.base import Tracker
 from dptrain.training.checkpoint import save_checkpoint
@@ -37,8 +41,6 @@ def headline_metrics(report: RunReport) -> dict[str, float]:
         "utility/balanced_accuracy": overall.balanced_accuracy,
     }
     if report.audit is not None:
-        from dptrain.reporting.audit_markdown import audit_headline_metrics
-
         metrics |= audit_headline_metrics(report.audit)
     return metrics
 
@@ -68,10 +70,6 @@ def write_run(
     audit_sections: list[str] = []
     images: dict[str, Path] = {}
     if report.audit is not None:
-        from dptrain.reporting.audit_markdown import audit_sections as render_audit_sections
-        from dptrain.reporting.patients import write_patient_risk
-        from dptrain.reporting.plots import write_audit_plots
-
         files["patient_risk"] = write_patient_risk(report.audit, output_dir)
         images = write_audit_plots(report.audit, output_dir)
         files |= images
@@ -83,8 +81,6 @@ def write_run(
 
     tracker.log_summary(headline_metrics(report))
     if report.audit is not None:
-        from dptrain.reporting.patients import patient_risk_frame
-
         tracker.log_table("patient_risk", patient_risk_frame(report.audit))
         tracker.log_images(images)
     tracker.log_artifact("report", "report", [report_path, files["results"]])

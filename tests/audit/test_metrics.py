@@ -4,40 +4,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.optimize import brentq
-from scipy.special import expit, logit
-from scipy.stats import binom, norm
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from dptrain.audit.metrics import (
-    attack_metrics,
-    auc_confidence_interval,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-    epsilon_lower_bound,
-    one_run_epsilon_lower_bound,
-    record_vulnerability,
-)
+from dptrain.audit.metrics import attack_metrics, auc_confidence_interval, record_vulnerability
 from dptrain.errors import ConfigError
 
+from .scores import gaussian_scores
+
 AUC_N1_VS_N0 = norm.cdf(1 / np.sqrt(2))  # AUC of N(1, 1) vs N(0, 1): ≈ 0.760
-
-
-def gdp_epsilon(mu: float, delta: float) -> float:
-    """ε at δ of μ-GDP (Dong et al. 2019, Cor. 2.13): the true ε of N(μ, 1) vs N(0, 1)."""
-
-    def gap(eps: float) -> float:
-        return norm.cdf(-eps / mu + mu / 2) - np.exp(eps) * norm.cdf(-eps / mu - mu / 2) - delta
-
-    return brentq(gap, 0.0, 100.0)
-
-
-def gaussian_scores(rng, *, n_each: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    members = np.repeat([True, False], n_each)
-    return rng.normal(size=2 * n_each) + shift * members, members
-
-
-# --- record_vulnerability ---------------------------------------------------------------------
 
 
 def test_record_vulnerability_matches_naive_loop():
@@ -124,9 +99,6 @@ def test_record_vulnerability_stays_in_unit_interval(seed, shift, confidence):
     assert np.all(result.lower_bound[defined] >= 0)
 
 
-# --- attack_metrics ---------------------------------------------------------------------------
-
-
 def test_attack_metrics_hand_example():
     scores = np.array([0.1, 0.4, 0.35, 0.8])
     members = np.array([False, False, True, True])
@@ -204,9 +176,6 @@ def test_attack_metrics_are_in_range(scores, seed):
     assert np.all((metrics.tpr_at_fpr >= 0) & (metrics.tpr_at_fpr <= 1))
 
 
-# --- auc_confidence_interval ------------------------------------------------------------------
-
-
 def test_interval_auc_equals_sklearn_with_ties():
     rng = np.random.default_rng(5)
     scores, members = gaussian_scores(rng, n_each=300, shift=0.5)
@@ -252,16 +221,6 @@ def test_cluster_bootstrap_is_wider_for_correlated_groups():
     assert cluster.upper - cluster.lower > 1.3 * (iid.upper - iid.lower)
 
 
-def test_bootstrap_of_100k_scores_is_fast():
-    import time
-
-    rng = np.random.default_rng(9)
-    scores, members = gaussian_scores(rng, n_each=50_000, shift=0.2)
-    start = time.perf_counter()
-    auc_confidence_interval(scores, members, groups=np.arange(scores.size) // 10, rng=rng)
-    assert time.perf_counter() - start < 3.0
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -274,177 +233,3 @@ def test_interval_rejects_bad_options(kwargs, message):
     scores, members = np.arange(4.0), np.array([True, False, True, False])
     with pytest.raises(ConfigError, match=message):
         auc_confidence_interval(scores, members, rng=np.random.default_rng(0), **kwargs)
-
-
-# --- Clopper–Pearson and ε lower bounds ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("n", [1, 10, 1000])
-def test_clopper_pearson_closed_forms(n):
-    alpha = 0.05
-    assert clopper_pearson_upper(0, n, confidence=1 - alpha) == pytest.approx(1 - alpha ** (1 / n))
-    assert clopper_pearson_lower(n, n, confidence=1 - alpha) == pytest.approx(alpha ** (1 / n))
-    assert clopper_pearson_lower(0, n, confidence=0.95) == 0.0
-    assert clopper_pearson_upper(n, n, confidence=0.95) == 1.0
-
-
-@pytest.mark.parametrize(
-    ("successes", "trials", "message"),
-    [
-        (5, 4, r"successes must be integers in \[0, 4\], got 5"),
-        (-1, 4, r"successes must be integers in \[0, 4\], got -1"),
-        (1.5, 4, r"successes must be integers in \[0, 4\], got 1.5"),
-        (0, 0, "trials must be a positive integer, got 0"),
-    ],
-)
-def test_clopper_pearson_rejects_bad_counts(successes, trials, message):
-    for bound in (clopper_pearson_lower, clopper_pearson_upper):
-        with pytest.raises(ConfigError, match=message):
-            bound(successes, trials, confidence=0.95)
-
-
-@settings(max_examples=50, deadline=None)
-@given(data=st.data(), n=st.integers(1, 500), confidence=st.floats(0.5, 0.9999))
-def test_clopper_pearson_brackets_the_rate_and_matches_binomial_tails(data, n, confidence):
-    k = data.draw(st.integers(0, n))
-    lower = float(clopper_pearson_lower(k, n, confidence=confidence))
-    upper = float(clopper_pearson_upper(k, n, confidence=confidence))
-    assert 0 <= lower <= k / n <= upper <= 1
-    if k < n:  # P(X ≤ k | upper) = 1 − confidence
-        assert binom.cdf(k, n, upper) == pytest.approx(1 - confidence, rel=1e-6, abs=1e-12)
-    if k > 0:  # P(X ≥ k | lower) = 1 − confidence
-        assert binom.sf(k - 1, n, lower) == pytest.approx(1 - confidence, rel=1e-6, abs=1e-12)
-
-
-@pytest.mark.parametrize("delta", [0.0, 1e-5])
-def test_perfect_separation_reaches_the_hand_computed_ceiling(delta):
-    scores = np.arange(2000.0)
-    bound = epsilon_lower_bound(scores, scores >= 1000, delta=delta, confidence=0.95)
-    alpha = 0.05 / (2 * bound.num_thresholds)
-    tpr_lb, fpr_ub = alpha ** (1 / 1000), 1 - alpha ** (1 / 1000)
-    ceiling = max(np.log((tpr_lb - delta) / fpr_ub), np.log((1 - delta - fpr_ub) / (1 - tpr_lb)))
-    assert bound.ceiling == pytest.approx(ceiling, rel=1e-9)
-    assert bound.epsilon == pytest.approx(bound.ceiling, rel=1e-12)
-    assert bound.threshold == 1000.0 and bound.correction == "bonferroni"
-    assert bound.tpr_lower == pytest.approx(tpr_lb) and bound.fpr_upper == pytest.approx(fpr_ub)
-    assert 1 < bound.num_thresholds <= 64
-
-
-def test_same_distribution_gives_no_evidence():
-    rng = np.random.default_rng(10)
-    scores, members = gaussian_scores(rng, n_each=2000, shift=0.0)
-    assert epsilon_lower_bound(scores, members, delta=1e-5).epsilon < 0.2
-    split = epsilon_lower_bound(scores, members, delta=1e-5, correction="split", rng=rng)
-    assert split.epsilon < 0.3
-
-
-@pytest.mark.parametrize(("mu", "seed"), [(1.0, 11), (2.0, 12), (4.0, 13)])
-def test_bound_stays_below_true_epsilon_of_gaussian_dp_pair(mu, seed):
-    # N(μ, 1) vs N(0, 1) is exactly μ-GDP, so no valid bound may exceed its ε at δ.
-    delta = 1e-5
-    rng = np.random.default_rng(seed)
-    scores, members = gaussian_scores(rng, n_each=20_000, shift=mu)
-    true_eps = gdp_epsilon(mu, delta)
-    for correction in ("bonferroni", "split"):
-        bound = epsilon_lower_bound(scores, members, delta=delta, correction=correction, rng=rng)
-        assert 0.5 < bound.epsilon < true_eps
-        assert bound.epsilon <= bound.ceiling
-
-
-def test_split_correction_with_perfect_separation_reaches_its_ceiling():
-    scores = np.arange(400.0)
-    bound = epsilon_lower_bound(
-        scores, scores >= 200, delta=0.0, correction="split", rng=np.random.default_rng(0)
-    )
-    # Evaluated on 100 members and 100 non-members with α split over the two intervals.
-    alpha = 0.05 / 2
-    assert bound.ceiling == pytest.approx(np.log(alpha ** (1 / 100) / (1 - alpha ** (1 / 100))))
-    assert bound.epsilon == pytest.approx(bound.ceiling)
-    assert bound.correction == "split"
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n_each=st.integers(2, 300),
-    shift=st.floats(0, 6),
-    delta=st.sampled_from([0.0, 1e-5, 1e-2]),
-    confidence=st.floats(0.5, 0.99),
-)
-def test_bound_is_below_ceiling_and_monotone(seed, n_each, shift, delta, confidence):
-    scores, members = gaussian_scores(np.random.default_rng(seed), n_each=n_each, shift=shift)
-    bound = epsilon_lower_bound(scores, members, delta=delta, confidence=confidence)
-    stricter = epsilon_lower_bound(scores, members, delta=delta, confidence=(1 + confidence) / 2)
-    larger_delta = epsilon_lower_bound(scores, members, delta=delta + 0.05, confidence=confidence)
-    assert 0 <= bound.epsilon <= bound.ceiling + 1e-12
-    assert stricter.epsilon <= bound.epsilon + 1e-12
-    assert larger_delta.epsilon <= bound.epsilon + 1e-12
-    assert bound.num_thresholds <= 64
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"delta": 1.0}, r"delta must be in \[0, 1\), got 1.0"),
-        ({"confidence": 0.0}, r"confidence must be in \(0, 1\), got 0.0"),
-        ({"correction": "holm"}, "correction must be 'bonferroni' or 'split', got 'holm'"),
-        ({"correction": "split"}, "correction='split' needs rng, got None"),
-        ({"max_thresholds": 0}, "max_thresholds must be a positive integer, got 0"),
-    ],
-)
-def test_epsilon_bound_rejects_bad_options(kwargs, message):
-    scores, members = np.arange(4.0), np.array([True, False, True, False])
-    with pytest.raises(ConfigError, match=message):
-        epsilon_lower_bound(scores, members, **({"delta": 0.0} | kwargs))
-
-
-def test_split_needs_two_of_each_class():
-    with pytest.raises(ConfigError, match="needs >= 2 members and >= 2 non-members, got 1 and 3"):
-        epsilon_lower_bound(
-            np.arange(4.0),
-            np.array([True, False, False, False]),
-            delta=0.0,
-            correction="split",
-            rng=np.random.default_rng(0),
-        )
-
-
-# --- Steinke et al. one-run bound -------------------------------------------------------------
-
-
-def test_one_run_perfect_guesses_match_closed_form():
-    # δ = 0 and r correct guesses of r: p-value = (e^ε/(1+e^ε))^r, so ε = logit((α/m)^(1/r)).
-    scores = np.arange(200.0)
-    bound = one_run_epsilon_lower_bound(scores, scores >= 100, delta=0.0, confidence=0.95)
-    alpha = 0.05 / bound.num_thresholds
-    assert bound.epsilon == pytest.approx(logit(alpha ** (1 / 100)), abs=1e-5)
-    assert (bound.num_guesses, bound.num_correct, bound.num_canaries) == (100, 100, 200)
-    assert bound.threshold == 100.0
-
-
-def test_one_run_bound_solves_the_binomial_tail_equation():
-    rng = np.random.default_rng(14)
-    members = rng.random(1000) < 0.5  # randomised canaries
-    scores = rng.normal(size=1000) + 2.0 * members
-    bound = one_run_epsilon_lower_bound(scores, members, delta=0.0)
-    p_value = binom.sf(bound.num_correct - 1, bound.num_guesses, expit(bound.epsilon))
-    assert p_value == pytest.approx(0.05 / bound.num_thresholds, rel=1e-4)
-    with_delta = one_run_epsilon_lower_bound(scores, members, delta=1e-4)
-    assert with_delta.epsilon < bound.epsilon  # the δ term only weakens the evidence
-
-
-def test_one_run_bound_is_valid_for_gaussian_dp_and_zero_without_signal():
-    rng = np.random.default_rng(15)
-    members = rng.random(4000) < 0.5
-    for mu in (0.0, 2.0):
-        scores = rng.normal(size=4000) + mu * members
-        bound = one_run_epsilon_lower_bound(scores, members, delta=1e-5)
-        if mu == 0:
-            assert bound.epsilon < 0.3
-        else:
-            assert 0.5 < bound.epsilon < gdp_epsilon(mu, 1e-5)
-
-
-def test_one_run_rejects_bad_delta():
-    with pytest.raises(ConfigError, match=r"delta must be in \[0, 1\), got -0.1"):
-        one_run_epsilon_lower_bound(np.arange(4.0), np.arange(4) < 2, delta=-0.1)

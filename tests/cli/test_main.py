@@ -14,7 +14,6 @@ from dptrain.reporting.results import read_results
 
 from ..conftest import FAST, table_overrides
 
-
 # Hydra's logging setup (dictConfig) closes every live handler, including absl's (imported by
 # dp_accounting), whose stream inside pytest is pytest's capture file; in-process runs keep
 # Python's logging as it is. `test_python_dash_m_...` runs the app with its real logging.
