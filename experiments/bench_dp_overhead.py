@@ -23,7 +23,7 @@ from dptrain.data.preprocessing import Standardizer
 from dptrain.data.splits import split_by_patient
 from dptrain.data.tables import TableDataConfig
 from dptrain.models import MLPConfig
-from dptrain.privacy.engine import make_private
+from dptrain.privacy.engine import TrainingParts, make_private
 from dptrain.training.config import TrainConfig
 from dptrain.training.loop import RecordLoss, TensorRecords, already_batched
 
@@ -53,22 +53,15 @@ def steps_per_second(mode: str, records: TensorRecords, *, batch_size: int, step
     loader = DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=already_batched)
     if mode != "none":
         parts = make_private(
-            module=module,
-            optimizer=optimizer,
-            criterion=criterion,
-            data_loader=loader,
+            TrainingParts(module, optimizer, criterion, loader),
             noise_multiplier=1.0,
             max_grad_norm=1.0,
             grad_sample_mode=mode,
             accountant="prv",
             noise_seed=0,
         )
-        module, optimizer, criterion, loader = (
-            parts.module,
-            parts.optimizer,
-            parts.criterion,
-            parts.data_loader,
-        )
+        module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
+        loader = parts.data_loader
 
     def run(limit: int) -> int:
         done = 0

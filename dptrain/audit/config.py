@@ -19,7 +19,9 @@ class AuditConfig:
         mode: ``leave_many_out`` (train ``num_models`` models on random halves of the patients) or
             ``none`` (skip the audit).
         num_models: K, even; each patient is in the training set of exactly K/2 models. More models
-            give each patient more IN/OUT observations and less noisy per-patient risk.
+            give each patient more IN/OUT observations and less noisy per-patient risk (on ACTG
+            175 the largest patient AUC at ε = 8 is 0.86 with K = 64 and 0.74 with K = 256, most
+            of the difference being noise). 256 keeps the default run under a minute on 2 cores.
         attacks: Attacks to run, from ``loss``, ``lira`` (online), ``lira_offline``, ``rmia``.
         lira_fixed_variance: Use one pooled variance in LiRA (recommended for small K).
         rmia_offline_a: RMIA's offline coefficient a (Zarifzadeh et al. 2024).
@@ -35,7 +37,7 @@ class AuditConfig:
     """
 
     mode: str = "leave_many_out"
-    num_models: int = 64
+    num_models: int = 256
     attacks: list[str] = field(default_factory=lambda: list(ATTACK_NAMES))
     lira_fixed_variance: bool = False
     rmia_offline_a: float = 0.3

@@ -21,43 +21,38 @@ from dptrain.errors import ConfigError
 
 
 @dataclass
-class PrivateParts:
-    """The training objects after Opacus has made them private.
+class TrainingParts:
+    """The objects a training loop runs on: plain, or made private by Opacus.
 
     Attributes:
-        module: The model wrapped for per-sample gradients (use it for training).
-        optimizer: The DP optimiser (clips and noises).
-        criterion: The loss; with ghost clipping a wrapper that runs the two backward passes.
-        data_loader: The Poisson-sampling loader.
-        engine: The privacy engine, whose accountant recorded every step.
+        module: The model (private: wrapped to compute per-sample gradient norms).
+        optimizer: The optimiser (private: clips per-sample gradients and adds noise).
+        criterion: The loss (ghost clipping: a wrapper that runs the two backward passes).
+        data_loader: The loader (private: Poisson sampling).
+        engine: The privacy engine whose accountant recorded every step; None when not private.
     """
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
     criterion: nn.Module
     data_loader: DataLoader
-    engine: PrivacyEngine
+    engine: PrivacyEngine | None = None
 
 
 def make_private(
+    parts: TrainingParts,
     *,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    criterion: nn.Module,
-    data_loader: DataLoader,
     noise_multiplier: float,
     max_grad_norm: float,
     grad_sample_mode: str,
     accountant: str,
     noise_seed: int,
-) -> PrivateParts:
+) -> TrainingParts:
     """Makes the training objects private with Opacus' `PrivacyEngine.make_private`.
 
     Args:
-        module: The model; must pass Opacus' validator (no BatchNorm).
-        optimizer: Optimiser over ``module``'s parameters.
-        criterion: Loss module with a ``reduction`` attribute (``mean``).
-        data_loader: Loader with the logical batch size; replaced by Poisson sampling.
+        parts: The plain model (must pass Opacus' validator: no BatchNorm), its optimiser, a loss
+            with a ``reduction`` attribute (``mean``) and a loader with the logical batch size.
         noise_multiplier: σ.
         max_grad_norm: Clipping norm C.
         grad_sample_mode: ``ghost``, ``hooks``, ``functorch`` or ``ew``.
@@ -65,12 +60,12 @@ def make_private(
         noise_seed: Seed of the noise generator (reproducible runs; not secure mode).
 
     Returns:
-        The private parts.
+        The private parts, with the engine.
 
     Raises:
         ConfigError: If the model has layers Opacus cannot make private (e.g. BatchNorm).
     """
-    errors = ModuleValidator.validate(module, strict=False)
+    errors = ModuleValidator.validate(parts.module, strict=False)
     if errors:
         raise ConfigError(
             f"model is not DP-compatible: {errors[0]} (use GroupNorm or LayerNorm, not BatchNorm)"
@@ -81,11 +76,11 @@ def make_private(
         # point here, and the warning would repeat for every audit model.
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant=accountant)
-        parts = engine.make_private(
-            module=module,
-            optimizer=optimizer,
-            criterion=criterion,
-            data_loader=data_loader,
+        private = engine.make_private(
+            module=parts.module,
+            optimizer=parts.optimizer,
+            criterion=parts.criterion,
+            data_loader=parts.data_loader,
             noise_multiplier=noise_multiplier,
             max_grad_norm=max_grad_norm,
             grad_sample_mode=grad_sample_mode,
@@ -93,14 +88,13 @@ def make_private(
             noise_generator=noise_generator,
         )
     if grad_sample_mode == "ghost":
-        private_module, private_optimizer, private_criterion, private_loader = parts
+        module, optimizer, criterion, data_loader = private
     else:
-        private_module, private_optimizer, private_loader = parts
-        private_criterion = criterion
-    return PrivateParts(
-        module=private_module,
-        optimizer=private_optimizer,
-        criterion=private_criterion,
-        data_loader=private_loader,
+        (module, optimizer, data_loader), criterion = private, parts.criterion
+    return TrainingParts(
+        module=module,
+        optimizer=optimizer,
+        criterion=criterion,
+        data_loader=data_loader,
         engine=engine,
     )

@@ -29,7 +29,7 @@ from dptrain.privacy.accounting import (
     epsilon_spent,
     rdp_epsilon_curve,
 )
-from dptrain.privacy.engine import make_private
+from dptrain.privacy.engine import TrainingParts, make_private
 from dptrain.training.config import TrainConfig
 from dptrain.training.loop import RecordLoss, TensorRecords, already_batched, train_epochs
 
@@ -150,27 +150,16 @@ def fit(
         plan = _privacy_plan(privacy, cohort, train.batch_size, train.epochs, noise_multiplier)
         if plan.steps != train.epochs * len(data_loader):
             raise RuntimeError(f"planned {plan.steps} steps, loader gives {len(data_loader)}/epoch")
-        parts_module, parts_optimizer, parts_criterion, parts_loader = (
-            module,
-            optimizer,
-            criterion,
-            data_loader,
-        )
-        engine = None
+        parts = TrainingParts(module, optimizer, criterion, data_loader)
         if privacy.private:
             parts = make_private(
-                module=module,
-                optimizer=optimizer,
-                criterion=criterion,
-                data_loader=data_loader,
+                parts,
                 noise_multiplier=plan.noise_multiplier,
                 max_grad_norm=privacy.max_grad_norm,
                 grad_sample_mode=privacy.grad_sample_mode,
                 accountant=privacy.accountant,
                 noise_seed=seed + 1,
             )
-            parts_module, parts_optimizer = parts.module, parts.optimizer
-            parts_criterion, parts_loader, engine = parts.criterion, parts.data_loader, parts.engine
 
         history: list[EpochLog] = []
         bar = tqdm(total=train.epochs, desc="training", unit="epoch", disable=not progress)
@@ -186,10 +175,7 @@ def fit(
         started = time.perf_counter()
         try:
             train_epochs(
-                module=parts_module,
-                optimizer=parts_optimizer,
-                criterion=parts_criterion,
-                data_loader=parts_loader,
+                parts,
                 epochs=train.epochs,
                 max_physical_batch_size=train.max_physical_batch_size,
                 private=privacy.private,
@@ -200,13 +186,13 @@ def fit(
         wall_seconds = time.perf_counter() - started
 
     accountant_state: dict = {}
-    if engine is not None:
-        recorded = engine.accountant.history
+    if parts.engine is not None:
+        recorded = parts.engine.accountant.history
         expected = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
         if recorded != expected:
             raise RuntimeError(f"accountant recorded {recorded}, planned {expected}")
-        accountant_state = engine.accountant.state_dict()
-        parts_module.to_standard_module()
+        accountant_state = parts.engine.accountant.state_dict()
+        parts.module.to_standard_module()  # removes Opacus' hooks from ``module``
     module.eval()
     return TrainedModel(
         module=module,

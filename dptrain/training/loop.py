@@ -13,6 +13,8 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from dptrain.privacy.engine import TrainingParts
+
 
 class TensorRecords(Dataset):
     """Records held as tensors, fetched a whole batch at a time.
@@ -94,11 +96,8 @@ def physical_batches(
 
 
 def train_epochs(
+    parts: TrainingParts,
     *,
-    module: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    criterion: nn.Module,
-    data_loader: DataLoader,
     epochs: int,
     max_physical_batch_size: int,
     private: bool,
@@ -107,15 +106,13 @@ def train_epochs(
     """Runs ``epochs`` passes and reports each epoch's mean training loss to ``on_epoch``.
 
     Args:
-        module: The (possibly Opacus-wrapped) model.
-        optimizer: The (possibly DP) optimiser.
-        criterion: The loss (for ghost clipping, Opacus' wrapped loss).
-        data_loader: The (possibly Poisson-sampling) loader.
+        parts: Model, optimiser, loss and loader, plain or made private by Opacus.
         epochs: Number of epochs.
         max_physical_batch_size: Largest batch through the model at once (DP only).
         private: Whether the parts are private.
         on_epoch: Called with (epoch index, mean loss) after each epoch.
     """
+    module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
     module.train()
     with warnings.catch_warnings():
         # Opacus' hooks fire on module outputs because the inputs need no gradient: expected.
@@ -123,7 +120,7 @@ def train_epochs(
         for epoch in range(epochs):
             losses = []
             with physical_batches(
-                data_loader,
+                parts.data_loader,
                 optimizer=optimizer,
                 max_physical_batch_size=max_physical_batch_size,
                 private=private,
