@@ -1,9 +1,11 @@
 """Audit wall time as a multiple of one training run, and how it grows with K and workers.
 
-On ACTG 175 with the default recipe (ε = 8): one training of the deployed model (including its
-noise calibration) is timed, then the whole audit for each K and worker count, with the audit's
-stages broken down (σ calibration, training the K models, attacks, per-patient risk and bounds).
-All in one process, so the ratios compare like with like.
+On the default run's data and recipe (`conf/`: ACTG 175, the MLP, ε = 8 unless --epsilon): one
+training of the deployed model (including its noise calibration) is timed, then the whole audit
+for each K and worker count, with the audit's stages broken down (σ calibration, training the K
+models, attacks, per-patient risk and bounds). All in one process, so the ratios compare like
+with like. Run it on an otherwise idle machine: two processes with two torch threads each on two
+cores slow each other down many times over, not twice.
 
     python experiments/bench_audit.py [--models 8 16 32 64] [--workers 1 2]
 """
@@ -11,18 +13,14 @@ All in one process, so the ratios compare like with like.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 
-from dptrain.audit.config import AuditConfig
 from dptrain.audit.run import run_audit
-from dptrain.data import builtin_path
+from dptrain.cli.config import compose_run_config
 from dptrain.data.splits import split_by_patient
-from dptrain.data.tables import TableDataConfig
-from dptrain.models import MLPConfig
 from dptrain.privacy import accounting
-from dptrain.privacy.accounting import PrivacyConfig
-from dptrain.training.config import TrainConfig
 from dptrain.training.fit import fit
 
 
@@ -43,19 +41,10 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=8.0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    cohort = TableDataConfig(
-        path=builtin_path("ACTG175.csv"),
-        id_column="pidnum",
-        label_columns=["cens"],
-        exclude_columns=["Unnamed: 0", "days", "cd496", "r", "offtrt"],
-        categorical_columns=["strat", "arms"],
-    ).load()
-    recipe = {
-        "model_factory": MLPConfig(),
-        "privacy": PrivacyConfig(epsilon=args.epsilon),
-        "train": TrainConfig(),
-    }
-    train = split_by_patient(cohort, test_fraction=0.2, seed=0).train
+    config = compose_run_config([f"privacy.epsilon={args.epsilon}"])
+    cohort = config.data.load()
+    recipe = {"model_factory": config.model, "privacy": config.privacy, "train": config.train}
+    train = split_by_patient(cohort, test_fraction=config.split.test_fraction, seed=0).train
 
     fit(cohort=train.subset_by_patients(range(100)), seed=0, **recipe)  # warm-up: lazy imports
     clear_accounting_caches()
@@ -77,7 +66,7 @@ def main() -> None:
             audit = run_audit(
                 cohort=cohort,
                 seed=0,
-                audit=AuditConfig(num_models=num_models, workers=workers),
+                audit=dataclasses.replace(config.audit, num_models=num_models, workers=workers),
                 **recipe,
             )
             total = time.perf_counter() - started

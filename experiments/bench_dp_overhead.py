@@ -1,7 +1,8 @@
 """DP-SGD step time vs non-private step time, per Opacus grad_sample_mode, for the default model.
 
-Same data (ACTG 175 training split, standardised), same model (the default MLP), same logical
-batch size, one process, interleaved repeats so machine noise hits every variant alike. A DP step
+The default run's config (`conf/`): same data (the ACTG 175 training split, standardised), same
+model (the default MLP), same optimiser, same logical batch size, one process, interleaved repeats
+so machine noise hits every variant alike. A DP step
 is measured on Opacus' Poisson-sampled batches (expected size = the batch size); the non-private
 step on fixed-size batches.
 
@@ -18,44 +19,39 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
-from dptrain.data import builtin_path
+from dptrain.cli.config import compose_run_config
 from dptrain.data.preprocessing import Standardizer
 from dptrain.data.splits import split_by_patient
-from dptrain.data.tables import TableDataConfig
-from dptrain.models import MLPConfig
+from dptrain.pipeline import RunConfig
 from dptrain.privacy.engine import TrainingParts, make_private
-from dptrain.training.config import TrainConfig
 from dptrain.training.loop import RecordLoss, TensorRecords, already_batched
 
 MODES = ("none", "ghost", "hooks", "functorch", "ew")
 
 
-def actg_training_records() -> TensorRecords:
+def default_training_records(config: RunConfig) -> TensorRecords:
     """The default run's training split, standardised as `fit` does."""
-    cohort = TableDataConfig(
-        path=builtin_path("ACTG175.csv"),
-        id_column="pidnum",
-        label_columns=["cens"],
-        exclude_columns=["Unnamed: 0", "days", "cd496", "r", "offtrt"],
-        categorical_columns=["strat", "arms"],
-    ).load()
-    train = split_by_patient(cohort, test_fraction=0.2, seed=0).train
+    cohort = config.data.load()
+    split = split_by_patient(cohort, test_fraction=config.split.test_fraction, seed=config.seed)
+    train = split.train
     features = Standardizer.fit(train.features).transform(train.features)
     return TensorRecords(torch.from_numpy(features), torch.from_numpy(train.labels))
 
 
-def steps_per_second(mode: str, records: TensorRecords, *, batch_size: int, steps: int) -> float:
+def steps_per_second(
+    mode: str, records: TensorRecords, config: RunConfig, *, batch_size: int, steps: int
+) -> float:
     """Optimiser steps per second of one training setup (after one warm-up epoch)."""
     torch.manual_seed(0)
-    module = MLPConfig().build((records.features.shape[1],), 2)
-    optimizer = TrainConfig().make_optimizer(module.parameters())
+    module = config.model.build((records.features.shape[1],), 2)
+    optimizer = config.train.make_optimizer(module.parameters())
     criterion = RecordLoss(multilabel=False, class_weights=None)
     loader = DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=already_batched)
     if mode != "none":
         parts = make_private(
             TrainingParts(module, optimizer, criterion, loader),
             noise_multiplier=1.0,
-            max_grad_norm=1.0,
+            max_grad_norm=config.privacy.max_grad_norm,
             grad_sample_mode=mode,
             accountant="prv",
             noise_seed=0,
@@ -85,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=compose_run_config().train.batch_size)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    records = actg_training_records()
+    config = compose_run_config()
+    records = default_training_records(config)
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     errors: dict[str, str] = {}
     for _ in range(args.repeats):
@@ -98,13 +95,15 @@ def main() -> None:
             if mode in errors:
                 continue
             try:
-                rate = steps_per_second(mode, records, batch_size=args.batch_size, steps=args.steps)
+                rate = steps_per_second(
+                    mode, records, config, batch_size=args.batch_size, steps=args.steps
+                )
                 times[mode].append(1000.0 / rate)
             except Exception as error:  # a mode Opacus cannot apply to this model is reported
                 errors[mode] = f"{type(error).__name__}: {error}"[:80]
     baseline = statistics.median(times["none"])
     print(
-        f"ACTG 175 default MLP {MLPConfig().hidden}, {len(records)} records, "
+        f"{config.data.name}, default MLP {config.model.hidden}, {len(records)} records, "
         f"batch {args.batch_size}, {args.steps} steps x {args.repeats} repeats, "
         f"torch threads {args.threads}"
     )

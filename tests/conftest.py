@@ -8,8 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from dptrain.cli.config import register_schemas
-from dptrain.cli.main import CONFIG_DIR
+from dptrain.cli.config import CONFIG_DIR, register_schemas
 from dptrain.data.fake import write_fake_ehr_table
 from dptrain.data.tables import TableDataConfig
 

@@ -8,8 +8,10 @@ is the only place a `DictConfig` becomes library objects: nothing Hydra crosses 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -43,6 +45,7 @@ class RootSchema:
 
 # Stored under schema/<group>/<name>; a group option extends one in its defaults list with
 # `- /schema/<group>/<name>@_here_`.
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"table": TableDataConfig},
     "model": {"mlp": MLPConfig},
@@ -62,6 +65,18 @@ def register_schemas() -> None:
             store.store(group=f"schema/{group}", name=name, node=schema)
     if not OmegaConf.has_resolver("builtin"):
         OmegaConf.register_new_resolver("builtin", builtin_path)
+
+
+def compose_run_config(overrides: list[str] | None = None) -> RunConfig:
+    """The run config ``dptrain <overrides>`` would use, without running it (benchmarks, notebooks).
+
+    Example:
+        >>> compose_run_config(["privacy.epsilon=2"]).privacy.epsilon
+        2.0
+    """
+    register_schemas()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return build_run_config(compose(config_name="config", overrides=overrides or []))[0]
 
 
 def build_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:

@@ -15,14 +15,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dptrain.cli.config import build_run_config, register_schemas
+from dptrain.cli.config import CONFIG_DIR, build_run_config, register_schemas
 from dptrain.errors import DptrainError
 from dptrain.pipeline import run
 from dptrain.reporting.audit_markdown import audit_console_lines
 from dptrain.reporting.results import RunReport
 from dptrain.tracking.base import FailSoftTracker, NullTracker
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_USER_ERROR = 2
 log = logging.getLogger("dptrain")
 
