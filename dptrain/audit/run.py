@@ -34,7 +34,13 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
-from dptrain.privacy.bounds import AttackBound, dp_sgd_attack_bound, single_pair_attack_bound
+from dptrain.privacy.bounds import (
+    AttackBound,
+    dp_sgd_attack_bound,
+    dp_sgd_epsilon,
+    group_privacy_attack_bound,
+    single_pair_attack_bound,
+)
 from dptrain.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -64,15 +70,21 @@ class DPBounds:
 
     Attributes:
         record: Limit for one record, from the whole privacy profile δ(ε).
-        patient: Limit for a patient with ``group_size`` records (equal to ``record`` if 1).
+        patient: Limit for a patient with ``group_size`` records (equal to ``record`` if 1), from
+            the exact mixture-of-Gaussians accounting of their records' Poisson sampling.
         single_pair: Limit from the single (ε, δ) pair alone, to show how much the profile adds.
         group_size: Largest number of records of one patient in the pool.
+        patient_epsilon: ε at the run's δ for a patient with ``group_size`` records.
+        classic_group_privacy: For ``group_size`` > 1, the looser limit of textbook group privacy
+            over the profile, δ_k(kε) = δ(ε)(e^{kε} − 1)/(e^ε − 1), for comparison; else None.
     """
 
     record: AttackBound
     patient: AttackBound
     single_pair: AttackBound
     group_size: int
+    patient_epsilon: float
+    classic_group_privacy: AttackBound | None
 
 
 @dataclass(frozen=True)
@@ -327,24 +339,31 @@ def _attack_options(name: str, audit: AuditConfig, seed: int) -> tuple[str, dict
 
 def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
     """DP-implied limits of the audit models, at record level and for the largest patient."""
-    noise = spend.noise_multiplier if spend.private else None
-    record = dp_sgd_attack_bound(
-        noise_multiplier=noise, sample_rate=spend.sample_rate, steps=spend.steps
-    )
-    patient = record
+    run = {
+        "noise_multiplier": spend.noise_multiplier if spend.private else None,
+        "sample_rate": spend.sample_rate,
+        "steps": spend.steps,
+    }
+    record = dp_sgd_attack_bound(**run)
+    patient, classic, patient_epsilon = record, None, spend.epsilon
     if group_size > 1:
-        patient = dp_sgd_attack_bound(
-            noise_multiplier=noise,
-            sample_rate=spend.sample_rate,
-            steps=spend.steps,
-            group_size=group_size,
-        )
+        patient = dp_sgd_attack_bound(**run, group_size=group_size)
+        patient_epsilon = dp_sgd_epsilon(**run, delta=spend.delta, group_size=group_size)
+        if spend.private:
+            classic = group_privacy_attack_bound(**run, group_size=group_size)
     single_pair = (
         single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)
         if spend.private
         else record
     )
-    return DPBounds(record=record, patient=patient, single_pair=single_pair, group_size=group_size)
+    return DPBounds(
+        record=record,
+        patient=patient,
+        single_pair=single_pair,
+        group_size=group_size,
+        patient_epsilon=patient_epsilon,
+        classic_group_privacy=classic,
+    )
 
 
 def _patient_summary(

@@ -268,6 +268,51 @@ def privacy_profile(
     return np.asarray(pld.get_delta_for_epsilon(eps), dtype=np.float64).reshape(eps.shape)
 
 
+def dp_sgd_epsilon(
+    *,
+    noise_multiplier: float | None,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    group_size: int = 1,
+) -> float:
+    """ε at ``delta`` of a DP-SGD run for a group of ``group_size`` records (a patient's records).
+
+    The same PLD accounting as `dp_sgd_attack_bound` (mixture of Gaussians for k > 1), so the
+    patient-level ε and the patient-level attack bound describe one guarantee. For k = 1 it agrees
+    with Opacus' PRV accountant to its ε tolerance.
+
+    Args:
+        noise_multiplier: σ; 0 or None for non-private training (ε = ∞).
+        sample_rate: Poisson sampling rate q of each record per step, in (0, 1].
+        steps: Number of noisy steps T.
+        delta: δ in (0, 1).
+        group_size: Records per patient k.
+
+    Returns:
+        ε (infinite when not private).
+
+    Example:
+        >>> one = dp_sgd_epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=100, delta=1e-5)
+        >>> three = dp_sgd_epsilon(noise_multiplier=1.0, sample_rate=0.1, steps=100, delta=1e-5,
+        ...     group_size=3)
+        >>> one < three
+        True
+    """
+    _check_run(sample_rate=sample_rate, steps=steps, group_size=group_size)
+    if not 0 < delta < 1:
+        raise ConfigError(f"delta must be in (0, 1), got {delta}")
+    if _non_private(noise_multiplier):
+        return float("inf")
+    pld = _composed_pld(
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps,
+        group_size=group_size,
+    )
+    return float(pld.get_epsilon_for_delta(delta))
+
+
 def _check_run(*, sample_rate: float, steps: int, group_size: int) -> None:
     if not 0 < sample_rate <= 1:
         raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}")

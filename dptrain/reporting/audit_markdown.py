@@ -26,6 +26,7 @@ def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:
         "audit/epsilon_lower_bound": audit.epsilon_lower_bound.epsilon,
         "audit/dp_max_auc_record": audit.bounds.record.max_auc,
         "audit/dp_max_auc_patient": audit.bounds.patient.max_auc,
+        "audit/dp_epsilon_patient": audit.bounds.patient_epsilon,
         "audit/patient_auc_median": patients.median_auc,
         "audit/patient_auc_p99": patients.p99_auc,
         "audit/patient_auc_max": patients.max_auc,
@@ -90,24 +91,25 @@ def headline_section(report: RunReport) -> str:
     audit, spend = report.audit, report.privacy
     bounds, patients, best = audit.bounds, audit.patients, _attack(audit, audit.best_attack)
     confidence = f"{audit.patient_risk.confidence:.0%}"
+    # Membership is per patient: with several records per patient the patient-level bound applies.
+    for_patients = f" (k = {bounds.group_size} records)" if bounds.group_size > 1 else ""
     rows = [
         _budget_row(spend, audit, confidence),
         [
             "attack AUC, all model-patient pairs",
-            _allowed(bounds.record, spend.private),
+            _allowed(bounds.patient, spend.private) + for_patients,
             f"{number(best.metrics.auc)} [{number(best.auc_interval.lower)}, "
             f"{number(best.auc_interval.upper)}] ({best.name})",
         ],
         [
             "attack AUC, per patient",
-            _allowed(bounds.patient, spend.private)
-            + (f" for k = {bounds.group_size} records" if bounds.group_size > 1 else ""),
+            _allowed(bounds.patient, spend.private) + for_patients,
             f"99th percentile {number(patients.p99_auc)}, max {number(patients.max_auc)} "
             f"± {number(patients.max_auc_standard_error, 2)}",
         ],
     ]
     for rate, tpr in zip(best.metrics.fpr_targets, best.metrics.tpr_at_fpr):
-        allowed = number(float(bounds.record.max_tpr_at(rate))) if spend.private else "1"
+        allowed = number(float(bounds.patient.max_tpr_at(rate))) if spend.private else "1"
         rows.append([f"TPR at {rate:.1%} FPR", allowed, number(float(tpr))])
     for threshold, count, sure in zip(
         patients.thresholds, patients.exposed, patients.exposed_lower_bound
@@ -139,6 +141,12 @@ def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> lis
         f"this audit could show at most {number(lower.ceiling, 2)})"
     )
     budget = f"{number(spend.epsilon, 2)} (δ = {spend.delta:g})" if spend.private else "∞ (no DP)"
+    bounds = audit.bounds
+    if spend.private and bounds.group_size > 1:
+        budget += (
+            f" per record; {number(bounds.patient_epsilon, 2)} for a patient with "
+            f"{bounds.group_size} records"
+        )
     return ["ε", budget, measured]
 
 
@@ -222,6 +230,7 @@ def notes_section(report: RunReport) -> str:
         "for the choice of threshold and of attack. It treats model-patient pairs as independent "
         "trials, which they are not quite (pairs share models and patients): read it as an "
         "indication, not a proof.",
+        *_group_privacy_note(audit),
         f"- Patients whose lower bound exceeds the DP-implied patient maximum: "
         f"{audit.patients.above_dp_bound} (by chance alone up to about "
         f"{(1 - audit.patient_risk.confidence):.0%} of patients whose true AUC sits at the bound).",
@@ -229,6 +238,18 @@ def notes_section(report: RunReport) -> str:
         "per-record AUCs).",
     ]
     return "## How the audit was done\n\n" + "\n".join(lines)
+
+
+def _group_privacy_note(audit: AuditResult) -> list[str]:
+    classic = audit.bounds.classic_group_privacy
+    if classic is None:
+        return []
+    return [
+        f"- Patient-level bound for k = {audit.bounds.group_size} records: the exact accounting of "
+        "their Poisson-sampled records (a mixture of Gaussians) allows an AUC of "
+        f"{number(audit.bounds.patient.max_auc)}; textbook group privacy over the record-level "
+        f"profile would allow {number(classic.max_auc)}."
+    ]
 
 
 def _attack(audit: AuditResult, name: str) -> AttackResult:

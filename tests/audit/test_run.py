@@ -119,8 +119,11 @@ def test_a_strongly_private_model_stays_under_its_dp_bounds(private):
     assert private.model_privacy.epsilon <= 0.5
     assert not bounds.record.vacuous and bounds.record.max_auc < 0.7
     assert bounds.patient.max_auc >= bounds.record.max_auc  # k records: weaker guarantee
+    # membership is per patient (up to 3 records): the patient-level guarantee is what applies
+    assert private.model_privacy.epsilon < bounds.patient_epsilon
+    assert bounds.patient.max_auc <= bounds.classic_group_privacy.max_auc
     for attack in private.attacks:
-        assert attack.metrics.auc <= bounds.record.max_auc, attack.name
-        assert attack.epsilon_lower_bound.epsilon <= private.model_privacy.epsilon, attack.name
+        assert attack.metrics.auc <= bounds.patient.max_auc, attack.name
+        assert attack.epsilon_lower_bound.epsilon <= bounds.patient_epsilon, attack.name
     assert private.patients.median_auc < bounds.patient.max_auc
     assert private.patients.above_dp_bound <= 0.05 * private.patients.n_patients
