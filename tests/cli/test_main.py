@@ -49,13 +49,29 @@ def test_private_run_writes_a_complete_results_file(monkeypatch, capsys, tmp_pat
     assert privacy["max_records_per_patient"] > 1
     assert set(results["utility"]["overall"]) >= {"auroc", "auprc", "accuracy", "balanced_accuracy"}
     assert "sex" in results["utility"]["subgroups"]
-    assert results["audit"]["num_models"] == 4 and len(results["audit"]["attacks"]) == 4
+    audit = results["audit"]
+    assert audit["num_models"] == 4 and len(audit["attacks"]) == 4
+    assert {"record", "patient", "single_pair", "patient_epsilon"} <= set(audit["bounds"])
+    assert audit["bounds"]["group_size"] == 3 and audit["bounds"]["classic_group_privacy"]
+    assert {"median_auc", "p99_auc", "max_auc", "exposed", "exposed_lower_bound"} <= set(
+        audit["patients"]
+    )
+    assert audit["subgroups"][0]["attribute"] == "all patients"
+    assert {row["attribute"] for row in audit["subgroups"]} == {"all patients", "sex"}
+    assert audit["epsilon_lower_bound"]["ceiling"] >= audit["epsilon_lower_bound"]["epsilon"]
+    assert "signals" not in audit and "membership" not in audit  # arrays go to audit_arrays.npz
     assert results["config"]["privacy"]["epsilon"] == 4.0
     assert set(results["versions"]) >= {"torch", "opacus", "python"}
     for name in ("report.md", "model.pt", "patient_risk.csv", "audit_arrays.npz", "roc.png"):
         assert (run_dir / name).is_file(), name
     report = (run_dir / "report.md").read_text()
-    assert report.index("Privacy budget vs measured leakage") < report.index("## Utility")
+    assert report.index("Privacy budget vs measured leakage") < report.index(
+        "## Leakage by subgroup"
+    )
+    assert report.index("## Leakage by subgroup") < report.index("## Utility")
+    risk = (run_dir / "patient_risk.csv").read_text().splitlines()
+    assert risk[0] == "patient_id,sex,n_records,auc,standard_error,lower_bound"
+    assert len(risk) == 1 + 120
 
 
 @pytest.mark.slow
