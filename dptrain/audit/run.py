@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import binom
 
 from dptrain.audit.attacks import make_attack
 from dptrain.audit.config import AuditConfig
@@ -44,7 +45,10 @@ from dptrain.privacy.bounds import (
 from dptrain.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-NOT_IN_JSON = {"json": False}  # arrays too large for results.json: written to CSV / NPZ instead
+NOT_IN_JSON = {"json": False}
+# Below this p-value the number of patients above the DP bound is reported as evidence of a
+# broken guarantee rather than chance.
+VIOLATION_EVIDENCE = 0.01  # arrays too large for results.json: written to CSV / NPZ instead
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,12 @@ class PatientSummary:
         exposed: ``(n_thresholds,)`` patients whose AUC exceeds each threshold.
         exposed_lower_bound: ``(n_thresholds,)`` patients whose lower confidence bound exceeds it.
         above_dp_bound: Patients whose lower bound exceeds the DP-implied patient-level maximum
-            AUC (should be 0: more suggests a broken guarantee, or chance among many patients).
+            AUC. Each lower bound fails with probability 1 − confidence, so among thousands of
+            patients some exceed the bound by chance even when the guarantee holds.
+        above_dp_bound_p_value: Probability of at least ``above_dp_bound`` such patients if every
+            patient's true AUC sat exactly at the bound (Binomial(n, 1 − confidence) tail); a
+            small value is evidence that the guarantee does not hold (or that the audit's
+            assumptions fail), a large one is chance.
     """
 
     n_patients: int
@@ -113,6 +122,7 @@ class PatientSummary:
     exposed: np.ndarray
     exposed_lower_bound: np.ndarray
     above_dp_bound: int
+    above_dp_bound_p_value: float
 
 
 @dataclass(frozen=True)
@@ -256,6 +266,7 @@ def analyse_signals(
 
     best = max(attacks, key=lambda attack: attack.metrics.auc)
     strongest = max(attacks, key=lambda attack: attack.epsilon_lower_bound.epsilon)
+    patients = _patient_summary(risk, bounds, thresholds=tuple(audit.risk_thresholds))
     return AuditResult(
         num_models=len(membership),
         pool_patients=cohort.n_patients,
@@ -266,9 +277,9 @@ def analyse_signals(
         best_attack=best.name,
         epsilon_lower_bound=strongest.epsilon_lower_bound,
         bounds=bounds,
-        patients=_patient_summary(risk, bounds, thresholds=tuple(audit.risk_thresholds)),
+        patients=patients,
         subgroups=tuple(subgroup_risk(risk, thresholds=tuple(audit.risk_thresholds))),
-        warnings=tuple(_warnings(audit, len(membership), bounds, risk)),
+        warnings=tuple(_warnings(audit, len(membership), bounds, risk, patients)),
         timings=timings,
         patient_risk=risk,
         record_vulnerability=vulnerability,
@@ -387,11 +398,16 @@ def _patient_summary(
             exposed=(auc[:, None] > limits).sum(axis=0),
             exposed_lower_bound=(lower[:, None] > limits).sum(axis=0),
             above_dp_bound=above_bound,
+            above_dp_bound_p_value=float(binom.sf(above_bound - 1, len(auc), 1 - risk.confidence)),
         )
 
 
 def _warnings(
-    audit: AuditConfig, num_models: int, bounds: DPBounds, risk: PatientRisk
+    audit: AuditConfig,
+    num_models: int,
+    bounds: DPBounds,
+    risk: PatientRisk,
+    patients: PatientSummary,
 ) -> list[str]:
     """Caveats that change how the numbers may be read."""
     messages = []
@@ -408,6 +424,14 @@ def _warnings(
             f"The patient-level DP bound is vacuous: for a patient with {bounds.group_size} "
             "records the record-level guarantee allows an attack AUC of up to "
             f"{bounds.patient.max_auc:.3f}, i.e. it promises nothing for such patients."
+        )
+    if patients.above_dp_bound_p_value < VIOLATION_EVIDENCE:
+        messages.append(
+            f"{patients.above_dp_bound} patients have a lower confidence bound above the "
+            f"DP-implied maximum AUC ({bounds.patient.max_auc:.3f}): more than chance explains "
+            f"(p = {patients.above_dp_bound_p_value:.2g}). The guarantee may not hold as stated: "
+            "check for data outside the DP mechanism (e.g. a patient's records in several splits) "
+            "or a modified training loop."
         )
     if bounds.record.vacuous and bounds.record.method != "non-private":
         messages.append(

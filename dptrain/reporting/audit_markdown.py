@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dptrain.audit.run import AttackResult, AuditResult
+from dptrain.audit.run import VIOLATION_EVIDENCE, AttackResult, AuditResult
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.markdown import number, table
 from dptrain.reporting.results import RunReport
@@ -231,13 +231,30 @@ def notes_section(report: RunReport) -> str:
         "trials, which they are not quite (pairs share models and patients): read it as an "
         "indication, not a proof.",
         *_group_privacy_note(audit),
-        f"- Patients whose lower bound exceeds the DP-implied patient maximum: "
-        f"{audit.patients.above_dp_bound} (by chance alone up to about "
-        f"{(1 - audit.patient_risk.confidence):.0%} of patients whose true AUC sits at the bound).",
+        _above_bound_note(audit),
         "- Files: `patient_risk.csv` (one row per patient), `audit_arrays.npz` (masks, signals, "
         "per-record AUCs).",
     ]
     return "## How the audit was done\n\n" + "\n".join(lines)
+
+
+def _above_bound_note(audit: AuditResult) -> str:
+    patients, confidence = audit.patients, audit.patient_risk.confidence
+    chance = (1 - confidence) * patients.n_patients
+    verdict = (
+        "more than chance explains: see the warning above"
+        if patients.above_dp_bound_p_value < VIOLATION_EVIDENCE
+        else "consistent with chance"
+    )
+    return (
+        f"- Patients whose lower bound exceeds the DP-implied patient maximum: "
+        f"{patients.above_dp_bound} of {patients.n_patients}. Each one-sided {confidence:.0%} "
+        f"bound fails with probability {1 - confidence:.0%}, so up to about {chance:.0f} would by "
+        f"chance if every patient sat at the bound (p = {patients.above_dp_bound_p_value:.2g}): "
+        f"{verdict}. "
+        "Per-patient point estimates above the bound are expected with many patients and few "
+        "models; compare the lower bounds."
+    )
 
 
 def _group_privacy_note(audit: AuditResult) -> list[str]:

@@ -75,6 +75,14 @@ def plot_survival(audit: AuditResult) -> plt.Figure:
     panels = attributes or [WHOLE_COHORT]
     for axes, attribute in zip(grid.ravel(), panels):
         _survival(axes, risk.auc, thresholds, WHOLE_COHORT, color="black", linewidth=2)
+        _survival(
+            axes,
+            risk.lower_bound,
+            thresholds,
+            f"{WHOLE_COHORT}, {risk.confidence:.0%} lower bound",
+            color="black",
+            linestyle=":",
+        )
         if attribute in risk.attributes:
             for value in np.unique(risk.attributes[attribute]):
                 members = risk.attributes[attribute] == value
