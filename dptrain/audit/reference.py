@@ -89,7 +89,7 @@ def train_reference_models(
         )
         for k in range(len(membership))
     ]
-    workers = workers or os.cpu_count() or 1
+    workers = workers or _available_cores()
     workers = min(workers, len(tasks))
     bar = tqdm(total=len(tasks), desc="audit models", unit="model", disable=not progress)
     outputs: list[ReferenceModelOutput] = []
@@ -100,6 +100,13 @@ def train_reference_models(
     finally:
         bar.close()
     return sorted(outputs, key=lambda output: output.index)
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the host's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
