@@ -6,7 +6,6 @@ The CLI composes a `RunConfig` from Hydra and calls `run`; a notebook can build 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import platform
 import time
@@ -21,7 +20,7 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.splits import SplitConfig, split_by_patient
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig
-from dptrain.reporting.results import RunReport
+from dptrain.reporting.results import RunReport, to_plain
 from dptrain.reporting.writer import write_run
 from dptrain.tracking.base import NullTracker, Tracker
 from dptrain.training.config import TrainConfig
@@ -139,7 +138,7 @@ def run(
     timings["total_seconds"] = time.perf_counter() - started
 
     report = RunReport(
-        config=plain_config if plain_config is not None else _plain_config(config),
+        config=plain_config if plain_config is not None else to_plain(config),
         data={
             "cohort": cohort.summary(),
             "train": split.train.summary(),
@@ -165,14 +164,3 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def _plain_config(config: RunConfig) -> dict[str, Any]:
-    return {
-        f.name: (
-            dataclasses.asdict(getattr(config, f.name))
-            if dataclasses.is_dataclass(getattr(config, f.name))
-            else getattr(config, f.name)
-        )
-        for f in dataclasses.fields(config)
-    }

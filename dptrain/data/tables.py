@@ -150,13 +150,11 @@ def _encode_labels(
                 f"data.label_columns: column {column!r} of {source} has {int(values.isna().sum())} "
                 "missing labels (drop or fill those rows first)"
             )
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            if not pd.api.types.is_bool_dtype(values):
-                example = values.iloc[0]
-                raise DataError(
-                    f"data.label_columns: column {column!r} of {source} is not numeric (e.g. "
-                    f"{example!r}); encode the labels as integers 0..C-1"
-                )
+        if not pd.api.types.is_numeric_dtype(values):  # bools count as numeric
+            raise DataError(
+                f"data.label_columns: column {column!r} of {source} is not numeric (e.g. "
+                f"{values.iloc[0]!r}); encode the labels as integers 0..C-1"
+            )
         numeric = values.to_numpy(dtype=np.float64)
         if not np.all(numeric == np.round(numeric)):
             raise DataError(

@@ -6,7 +6,6 @@ atomically. The tracker gets the headline numbers and files after that, and fail
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def write_run(
         "checkpoint": save_checkpoint(
             model,
             output_dir / CHECKPOINT_FILE,
-            model_config=_plain(report.config.get("model", {})),
+            model_config=report.config.get("model", {}),
         )
     }
     audit_sections: list[str] = []
@@ -85,7 +84,3 @@ def write_run(
         tracker.log_images(images)
     tracker.log_artifact("report", "report", [report_path, files["results"]])
     return files
-
-
-def _plain(value):
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value

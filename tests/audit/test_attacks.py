@@ -8,7 +8,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from dptrain.audit.attacks import ATTACKS, RMIA, LiRA, LossAttack, make_attack
-from dptrain.audit.signals import check_groups, sum_other_groups
+from dptrain.audit.attacks.inputs import check_groups, sum_other_groups
 from dptrain.errors import ConfigError, DataError
 
 LIRA_VARIANTS = [

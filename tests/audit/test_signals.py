@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dptrain.audit.signals import check_signals, check_target_signals, true_label_confidence
+from dptrain.audit.attacks.inputs import check_signals, check_target_signals
+from dptrain.audit.signals import true_label_confidence
 from dptrain.errors import DataError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from dptrain.audit.signals import (
+from dptrain.audit.attacks.inputs import (
     check_groups,
     check_signals,
     check_target_signals,

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import expit, log_expit
 from sklearn.exceptions import NotFittedError
 
-from dptrain.audit.signals import (
+from dptrain.audit.attacks.inputs import (
     check_groups,
     check_signals,
     check_target_signals,
