@@ -14,10 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from dptrain.audit.config import AuditConfig
 from dptrain.audit.run import run_audit
 from dptrain.data.cohort import Cohort
-from dptrain.data.splits import SplitConfig, split_by_patient
+from dptrain.data.splits import CohortSplit, SplitConfig, official_split, split_by_patient
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.reporting.results import RunReport, to_plain
@@ -26,6 +28,7 @@ from dptrain.tracking.base import NullTracker, Tracker
 from dptrain.training.config import TrainConfig
 from dptrain.training.evaluate import evaluate
 from dptrain.training.fit import EpochLog, fit
+from dptrain.training.frontend import apply_frontend
 
 log = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("torch", "opacus", "numpy", "scikit-learn", "hydra-core", "wandb", "dptrain")
@@ -91,8 +94,12 @@ def run(
     started = time.perf_counter()
 
     cohort = config.data.load()
-    split = split_by_patient(cohort, test_fraction=config.split.test_fraction, seed=config.seed)
     timings["load_seconds"] = time.perf_counter() - started
+    stage = time.perf_counter()
+    cohort, frontend = apply_frontend(cohort, config.model)
+    if frontend is not None:
+        timings["frontend_seconds"] = time.perf_counter() - stage
+    split = _split(cohort, config)
     log.info(
         "%s: %d patients, %d records; train %d patients, test %d patients",
         cohort.name,
@@ -150,9 +157,23 @@ def run(
         audit=audit,
         timings=timings,
         versions=library_versions(),
+        training={
+            "grad_sample_mode": model.grad_sample_mode,
+            "device": model.device,
+            "frontend": frontend,
+            "model_parameters": sum(p.numel() for p in model.module.parameters()),
+            "intra_op_threads": torch.get_num_threads(),
+        },
     )
     write_run(report, model=model, output_dir=output_dir, tracker=tracker)
     return report
+
+
+def _split(cohort: Cohort, config: RunConfig) -> CohortSplit:
+    """The data set's official split when the data config asks for it, else a patient split."""
+    if getattr(config.data, "split", "patient") == "official":
+        return official_split(cohort)
+    return split_by_patient(cohort, test_fraction=config.split.test_fraction, seed=config.seed)
 
 
 def library_versions() -> dict[str, str]:

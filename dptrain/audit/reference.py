@@ -2,9 +2,10 @@
 
 Every model copies the target's recipe because it *is* the target's recipe: the same `fit`, model
 factory, privacy and training configs. What differs is the patients (a membership mask) and the
-seed. The noise multiplier is calibrated once per training-set size in the parent (Opacus' PRV
-bisection costs seconds) and the models train in parallel worker processes, one thread each:
-small models gain little from intra-op threads, and the K trainings are independent.
+seed. The privacy plan (σ, q, steps) is made once per training-set size in the parent by
+`PrivacyPlan.for_training_set` (Opacus' PRV bisection costs seconds), the same call `fit` makes for
+the deployed model, and the models train in parallel worker processes, one thread each: small
+models gain little from intra-op threads, and the K trainings are independent.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from dptrain.audit.signals import true_label_confidence
 from dptrain.data.cohort import Cohort
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
-from dptrain.training.fit import fit, recipe_noise_multiplier
+from dptrain.training.device import uses_cuda
+from dptrain.training.fit import fit
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +82,13 @@ def train_reference_models(
     Returns:
         The K outputs, in model order.
     """
-    noise = _calibrate_per_size(pool, membership, recipe)
+    plans = _plan_per_size(pool, membership, recipe)
     tasks = [
         _Task(
             index=k,
             patients=np.flatnonzero(membership[k]),
             seed=seed + 1 + k,
-            noise_multiplier=noise.get(int(pool.records_per_patient[membership[k]].sum())),
+            plan=plans[_training_size(pool, membership[k])],
         )
         for k in range(len(membership))
     ]
@@ -114,22 +117,29 @@ class _Task:
     index: int
     patients: np.ndarray
     seed: int
-    noise_multiplier: float | None
+    plan: PrivacyPlan
 
 
-def _calibrate_per_size(pool: Cohort, membership: np.ndarray, recipe: Recipe) -> dict[int, float]:
-    """σ for each distinct training-set size (usually one or two), computed once in the parent."""
-    if not recipe.privacy.private:
-        return {}
-    sizes = {int(n) for n in (membership * pool.records_per_patient).sum(axis=1)}
+def _training_size(pool: Cohort, patient_mask: np.ndarray) -> tuple[int, int]:
+    """(records, largest records per patient) of one model's training set."""
+    per_patient = pool.records_per_patient[patient_mask]
+    return int(per_patient.sum()), int(per_patient.max(initial=0))
+
+
+def _plan_per_size(
+    pool: Cohort, membership: np.ndarray, recipe: Recipe
+) -> dict[tuple[int, int], PrivacyPlan]:
+    """The privacy plan of each distinct training-set size (usually one or two), made once."""
+    sizes = {_training_size(pool, mask) for mask in membership}
     return {
-        size: recipe_noise_multiplier(
+        (n_records, largest): PrivacyPlan.for_training_set(
             recipe.privacy,
-            n_records=size,
+            n_units=n_records,
             batch_size=recipe.train.batch_size,
             epochs=recipe.train.epochs,
+            max_records_per_patient=largest,
         )
-        for size in sizes
+        for n_records, largest in sizes
     }
 
 
@@ -140,7 +150,9 @@ def _run(
         for task in tasks:
             yield _train_one(task, pool, recipe)
         return
-    context = multiprocessing.get_context(_START_METHOD)
+    # CUDA cannot be re-initialised in a forked child: with a GPU the workers start fresh.
+    start_method = "spawn" if uses_cuda(recipe.train.device) else _START_METHOD
+    context = multiprocessing.get_context(start_method)
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
@@ -175,7 +187,7 @@ def _train_one(task: _Task, pool: Cohort, recipe: Recipe) -> ReferenceModelOutpu
         privacy=recipe.privacy,
         train=recipe.train,
         seed=task.seed,
-        noise_multiplier=task.noise_multiplier,
+        plan=task.plan,
     )
     signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
     return ReferenceModelOutput(

@@ -8,12 +8,15 @@ records through ``record_patient``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from dptrain.data.preprocessing import Preprocessing, Standardize
+from dptrain.data.records import LazyRecords, Records, record_shape, take
 from dptrain.errors import DataError
 
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -21,11 +24,13 @@ Task = Literal["binary", "multiclass", "multilabel"]
 
 @dataclass(frozen=True)
 class Cohort:
-    """Records with labels, the patient of every record and per-patient subgroup attributes.
+    """Records with labels, the patient of every record, and patient- and record-level attributes.
 
     Attributes:
         name: A short name of the data set, used in reports.
-        features: ``(n_records, *feature_shape)`` float32 inputs; NaN marks a missing table value.
+        features: ``(n_records, *record_shape)`` inputs of any modality, in memory or lazy
+            (`LazyRecords`): tables float32 (NaN marks a missing value), images uint8
+            ``(C, H, W)`` until a batch is formed, signals float32 ``(leads, samples)``.
         labels: ``(n_records,)`` int64 class indices (binary, multiclass) or
             ``(n_records, n_labels)`` int64 in {0, 1} (multilabel).
         patients: ``(n_patients,)`` str, each patient's id as the user gave it, unique.
@@ -34,6 +39,13 @@ class Cohort:
         feature_names: one name per feature column (tables) or an empty tuple (signals, images).
         class_names: one name per class (binary, multiclass) or per label (multilabel).
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        record_attributes: subgroup name -> ``(n_records,)`` str value per record, for metadata
+            that varies between a patient's records (view, body site, device, acquisition year).
+        preprocessing: How records become model inputs, fitted on each training split
+            (`Standardize` for tables and signals, `ImageNormalize` for images).
+        notes: Facts about the data the report must state (e.g. "each image is its own patient").
+        official_split: ``(n_patients,)`` str ``train`` / ``val`` / ``test`` where the data set
+            comes with its own split (MedMNIST, PTB-XL folds), else None.
 
     Example:
         >>> cohort = Cohort.from_records(
@@ -53,6 +65,10 @@ class Cohort:
     feature_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
     task: Task = "binary"
+    record_attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Standardize)
+    notes: tuple[str, ...] = ()
+    official_split: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_records = len(self.features)
@@ -67,6 +83,18 @@ class Cohort:
                     f"cohort {self.name!r}: attribute {attribute!r} has {len(values)} values for "
                     f"{len(self.patients)} patients"
                 )
+        if self.official_split is not None and len(self.official_split) != len(self.patients):
+            raise DataError(f"cohort {self.name!r}: official_split needs one value per patient")
+        for attribute, values in self.record_attributes.items():
+            if len(values) != n_records:
+                raise DataError(
+                    f"cohort {self.name!r}: record attribute {attribute!r} has {len(values)} "
+                    f"values for {n_records} records"
+                )
+            if attribute in self.attributes:
+                raise DataError(
+                    f"cohort {self.name!r}: {attribute!r} is both a patient and a record attribute"
+                )
 
     @classmethod
     def from_records(
@@ -80,18 +108,27 @@ class Cohort:
         feature_names: tuple[str, ...] = (),
         class_names: tuple[str, ...] = (),
         task: Task | None = None,
+        record_attributes: Mapping[str, np.ndarray] | None = None,
+        preprocessing: Preprocessing | None = None,
+        notes: tuple[str, ...] = (),
+        official_split: Mapping[str, str] | None = None,
     ) -> Cohort:
         """Builds a cohort from per-record patient ids (any hashable ids, kept as strings).
 
         Args:
             name: Data set name.
-            features: ``(n_records, ...)`` inputs.
+            features: ``(n_records, ...)`` inputs: floating arrays become float32, uint8 arrays
+                and `LazyRecords` are kept as they are.
             labels: ``(n_records,)`` class indices or ``(n_records, n_labels)`` 0/1 labels.
             patient_ids: ``(n_records,)`` the patient of each record.
             attributes: subgroup name -> {patient id -> value}.
             feature_names: Names of the feature columns.
             class_names: Names of the classes; default ``("0", "1", ...)``.
             task: Inferred from the labels when omitted.
+            record_attributes: subgroup name -> ``(n_records,)`` value of every record.
+            preprocessing: The modality's preprocessing; default `Standardize` (tables).
+            notes: Facts about the data for the report.
+            official_split: patient id -> ``train`` / ``val`` / ``test``, the data set's own split.
 
         Returns:
             The cohort, patients in order of first appearance.
@@ -118,7 +155,7 @@ class Cohort:
             patient_attributes[attribute] = np.array([by_id[p] for p in patients])
         return cls(
             name=name,
-            features=np.asarray(features, dtype=np.float32),
+            features=_as_records(features),
             labels=labels,
             patients=patients,
             record_patient=record_patient,
@@ -126,6 +163,17 @@ class Cohort:
             feature_names=tuple(feature_names),
             class_names=tuple(class_names),
             task=task,
+            record_attributes={
+                attribute: np.asarray(values).astype(str)
+                for attribute, values in (record_attributes or {}).items()
+            },
+            preprocessing=preprocessing or Standardize(),
+            notes=tuple(notes),
+            official_split=(
+                None
+                if official_split is None
+                else np.array([str(official_split[p]) for p in patients])
+            ),
         )
 
     @property
@@ -186,16 +234,17 @@ class Cohort:
         new_index = np.full(self.n_patients, -1, dtype=np.int64)
         new_index[patient_indices] = np.arange(len(patient_indices))
         kept_records = np.flatnonzero(new_index[self.record_patient] >= 0)
-        return Cohort(
-            name=self.name,
-            features=self.features[kept_records],
+        return dataclasses.replace(
+            self,
+            features=take(self.features, kept_records),
             labels=self.labels[kept_records],
             patients=self.patients[patient_indices],
             record_patient=new_index[self.record_patient[kept_records]],
             attributes={k: v[patient_indices] for k, v in self.attributes.items()},
-            feature_names=self.feature_names,
-            class_names=self.class_names,
-            task=self.task,
+            record_attributes={k: v[kept_records] for k, v in self.record_attributes.items()},
+            official_split=(
+                None if self.official_split is None else self.official_split[patient_indices]
+            ),
         )
 
     def summary(self) -> dict[str, object]:
@@ -213,7 +262,29 @@ class Cohort:
             "n_records": self.n_records,
             "max_records_per_patient": int(per_patient.max(initial=0)),
             "patients_with_several_records": int((per_patient > 1).sum()),
-            "feature_shape": list(self.features.shape[1:]),
+            "feature_shape": list(record_shape(self.features)),
+            "dtype": str(self.features.dtype),
+            "lazy": isinstance(self.features, LazyRecords),
+            "preprocessing": self.preprocessing.kind,
             "label_counts": label_counts,
             "attributes": sorted(self.attributes),
+            "record_attributes": sorted(self.record_attributes),
+            "notes": list(self.notes),
         }
+
+
+def _as_records(features: Records) -> Records:
+    """Float arrays as float32, uint8 arrays and lazy records as given; anything else refused."""
+    if isinstance(features, LazyRecords) and not isinstance(features, np.ndarray):
+        return features
+    array = np.asarray(features)
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        return array.astype(np.float32)
+    raise DataError(
+        f"record inputs must be numeric (float or uint8), got dtype {array.dtype}; "
+        "encode text columns as categories first"
+    )

@@ -99,6 +99,38 @@ def split_by_patient(cohort: Cohort, *, test_fraction: float, seed: int) -> Coho
     )
 
 
+def official_split(cohort: Cohort) -> CohortSplit:
+    """The data set's own split: its ``train`` patients train, its ``test`` patients test.
+
+    Validation patients (``val``) are in neither: nothing in a run selects a model on them. They
+    stay in the audit pool, which is the whole cohort.
+
+    Raises:
+        ConfigError: If the data set has no official split.
+
+    Example:
+        >>> cohort = Cohort.from_records(name="toy", features=np.zeros((3, 1)), labels=[0, 1, 1],
+        ...     patient_ids=["a", "b", "c"], official_split={"a": "train", "b": "val", "c": "test"})
+        >>> split = official_split(cohort)
+        >>> split.train.patients.tolist(), split.test.patients.tolist()
+        (['a'], ['c'])
+    """
+    if cohort.official_split is None:
+        raise ConfigError(
+            f"data.split=official: {cohort.name!r} has no official split; use data.split=patient"
+        )
+    train_patients = np.flatnonzero(cohort.official_split == "train")
+    test_patients = np.flatnonzero(cohort.official_split == "test")
+    if len(train_patients) == 0 or len(test_patients) == 0:
+        raise DataError(f"data.split=official: {cohort.name!r} has an empty train or test split")
+    return CohortSplit(
+        train=cohort.subset_by_patients(train_patients),
+        test=cohort.subset_by_patients(test_patients),
+        train_patients=train_patients,
+        test_patients=test_patients,
+    )
+
+
 def balanced_membership_masks(
     *, patient_labels: np.ndarray, num_models: int, seed: int
 ) -> np.ndarray:

@@ -22,7 +22,7 @@ from dptrain.errors import ConfigError
 
 PRIVACY_MODES = ("dp", "none")
 ACCOUNTANTS = ("prv", "rdp")
-GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew")
+GRAD_SAMPLE_MODES = ("auto", "ghost", "hooks", "functorch", "ew")
 # Rényi orders for the cheap per-epoch curve; Opacus' own default set.
 RDP_ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
@@ -39,8 +39,9 @@ class PrivacyConfig:
             rejected: it would allow publishing a record outright.
         max_grad_norm: Per-sample gradient clipping norm C.
         accountant: ``prv`` (tight; the reported ε) or ``rdp``; the other is reported beside it.
-        grad_sample_mode: Opacus per-sample gradient mode: ``ghost`` (ghost clipping, fastest for
-            Linear/Conv/Embedding models), ``hooks``, ``functorch`` or ``ew``.
+        grad_sample_mode: Opacus per-sample gradient mode: ``auto`` (the model's fastest mode
+            verified correct by its per-sample-gradient test: ghost clipping for the MLP, hooks for
+            the image CNNs), ``ghost``, ``hooks``, ``functorch`` or ``ew``.
     """
 
     mode: str = "dp"
@@ -48,7 +49,7 @@ class PrivacyConfig:
     delta: float | None = None
     max_grad_norm: float = 1.0
     accountant: str = "prv"
-    grad_sample_mode: str = "ghost"
+    grad_sample_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in PRIVACY_MODES:

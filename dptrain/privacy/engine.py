@@ -47,6 +47,7 @@ def make_private(
     grad_sample_mode: str,
     accountant: str,
     noise_seed: int,
+    device: torch.device | None = None,
 ) -> TrainingParts:
     """Makes the training objects private with Opacus' `PrivacyEngine.make_private`.
 
@@ -58,6 +59,7 @@ def make_private(
         grad_sample_mode: ``ghost``, ``hooks``, ``functorch`` or ``ew``.
         accountant: ``prv`` or ``rdp``; records each step.
         noise_seed: Seed of the noise generator (reproducible runs; not secure mode).
+        device: The model's device; the noise generator must live there.
 
     Returns:
         The private parts, with the engine.
@@ -70,7 +72,7 @@ def make_private(
         raise ConfigError(
             f"model is not DP-compatible: {errors[0]} (use GroupNorm or LayerNorm, not BatchNorm)"
         )
-    noise_generator = torch.Generator().manual_seed(noise_seed)
+    noise_generator = torch.Generator(device=device or "cpu").manual_seed(noise_seed)
     with warnings.catch_warnings():
         # Opacus warns that a seeded generator is not secure randomness; reproducibility is the
         # point here, and the warning would repeat for every audit model.

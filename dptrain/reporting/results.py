@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from dptrain.privacy.accounting import PrivacySpend
 from dptrain.training.evaluate import UtilityReport
 from dptrain.training.fit import EpochLog
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 RESULTS_FILE = "results.json"
 
 
@@ -41,6 +41,8 @@ class RunReport:
         audit: The membership-inference audit (None with ``audit=none``).
         timings: Wall seconds of each stage.
         versions: Versions of Python and the libraries that matter for reproducing the run.
+        training: How the deployed model was trained: Opacus grad sample mode, device, fixed
+            front end, parameter count, intra-op threads.
     """
 
     config: dict[str, Any]
@@ -51,6 +53,7 @@ class RunReport:
     audit: AuditResult | None
     timings: dict[str, float]
     versions: dict[str, str]
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def to_plain(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """Checkpoints that load with ``torch.load(weights_only=True)``: tensors and plain values only.
 
-A checkpoint holds the state dict, the preprocessing statistics, the accountant's state (its
+A checkpoint holds the state dict, the data's fitted preprocessing (its kind and statistics, so
+the deployed model applies exactly the pipeline it was trained with), the accountant's state (its
 history of (σ, q, steps)) and the privacy guarantee, so a loaded model still says what it cost.
 """
 
@@ -12,9 +13,10 @@ from typing import Any
 
 import torch
 
+from dptrain.data.preprocessing import FittedPreprocessing, preprocessing_from_state
 from dptrain.training.fit import TrainedModel
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, Any]) -> Path:
@@ -35,7 +37,11 @@ def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, 
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": model.module.state_dict(),
-        "standardizer": {k: torch.from_numpy(v) for k, v in model.standardizer.state().items()},
+        "preprocessing": {
+            "kind": model.preprocessing.kind,
+            "arrays": {k: torch.from_numpy(v) for k, v in model.preprocessing.state().items()},
+        },
+        "grad_sample_mode": model.grad_sample_mode,
         "accountant": model.accountant_state,
         "privacy": privacy,
         "task": model.task,
@@ -50,3 +56,9 @@ def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Reads a checkpoint safely (``weights_only=True``: no code runs while loading)."""
     return torch.load(path, weights_only=True)
+
+
+def checkpoint_preprocessing(checkpoint: dict[str, Any]) -> FittedPreprocessing:
+    """The fitted preprocessing stored in a loaded checkpoint, ready to transform new records."""
+    stored = checkpoint["preprocessing"]
+    return preprocessing_from_state(stored["kind"], stored["arrays"])

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from dptrain.errors import ConfigError
+from dptrain.training.device import DEVICES
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -31,6 +32,13 @@ class TrainConfig:
         weight_decay: L2 penalty.
         class_weights: ``balanced`` (loss weights n / (C n_c) from the training labels, never a
             weighted sampler, which would break the accountant's sampling assumption) or ``none``.
+        augment_multiplicity: Views per record per step when the data configures augmentation:
+            each record's gradient is the mean over k augmented views, taken before clipping
+            (De et al. 2022), so the sensitivity is unchanged; 1 = one view.
+        ema_decay: Exponential moving average of the parameters after every step (De et al.
+            2022); the deployed model is the average. Post-processing of DP outputs, so it costs
+            no privacy. 0 disables it.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
     """
 
     epochs: int = 30
@@ -41,9 +49,12 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     class_weights: str = "balanced"
+    augment_multiplicity: int = 1
+    ema_decay: float = 0.0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "max_physical_batch_size"):
+        for name in ("epochs", "batch_size", "max_physical_batch_size", "augment_multiplicity"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:
@@ -57,6 +68,11 @@ class TrainConfig:
                 f"train.class_weights must be one of {list(CLASS_WEIGHTS)}, "
                 f"got {self.class_weights!r}"
             )
+
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
 
     def make_optimizer(self, parameters) -> torch.optim.Optimizer:
         """The configured optimiser over ``parameters``."""

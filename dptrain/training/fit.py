@@ -7,7 +7,6 @@ construction. ``privacy.mode = none`` runs the same path without `make_private`.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,22 +18,25 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dptrain.data.cohort import Cohort, Task
-from dptrain.data.preprocessing import Standardizer
-from dptrain.errors import DataError
+from dptrain.data.preprocessing import FittedPreprocessing
+from dptrain.data.records import Records, chunks
+from dptrain.errors import ConfigError, DataError
 from dptrain.models import ModelFactory
-from dptrain.privacy.accounting import (
-    PrivacyConfig,
-    PrivacySpend,
-    calibrate_noise,
-    epsilon_spent,
-    rdp_epsilon_curve,
-)
+from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
 from dptrain.privacy.engine import TrainingParts, make_private
+from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
-from dptrain.training.loop import RecordLoss, TensorRecords, already_batched, train_epochs
+from dptrain.training.device import resolve_device
+from dptrain.training.loop import (
+    RecordLoss,
+    already_batched,
+    record_dataset,
+    train_epochs,
+)
 
 log = logging.getLogger(__name__)
 PREDICT_BATCH_SIZE = 4096
+MULTIPLICITY_MODES = ("hooks", "functorch")
 
 
 @dataclass(frozen=True)
@@ -54,39 +56,44 @@ class EpochLog:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained classifier with what it cost in privacy and time.
+    """A trained classifier with its preprocessing and what it cost in privacy and time.
 
     Attributes:
-        module: The plain torch module (Opacus hooks removed), in eval mode.
-        standardizer: Preprocessing fitted on this model's training records.
+        module: The plain torch module (Opacus hooks removed), in eval mode, on ``device``.
+        preprocessing: The data's preprocessing fitted on this model's training records; applied
+            to every record the model is asked about.
         privacy: The privacy guarantee of the training run.
         history: One `EpochLog` per epoch.
         task: The cohort's task (decides how logits become probabilities).
+        grad_sample_mode: The Opacus per-sample gradient mode that ran (``none`` when not
+            private).
+        device: Where the model trained and predicts (``cpu`` or ``cuda``).
         accountant_state: The Opacus accountant's ``state_dict()`` (empty when not private).
         wall_seconds: Wall time of the training loop.
     """
 
     module: nn.Module
-    standardizer: Standardizer
+    preprocessing: FittedPreprocessing
     privacy: PrivacySpend
     history: tuple[EpochLog, ...]
     task: Task
+    grad_sample_mode: str = "none"
+    device: str = "cpu"
     accountant_state: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
 
-    def predict_logits(self, features: np.ndarray) -> np.ndarray:
-        """``(n_records, n_outputs)`` float64 logits for raw (unstandardised) features."""
-        inputs = torch.from_numpy(self.standardizer.transform(features))
+    def predict_logits(self, records: Records) -> np.ndarray:
+        """``(n_records, n_outputs)`` float64 logits for raw records (in memory or lazy)."""
+        outputs = []
         with torch.no_grad():
-            chunks = [
-                self.module(inputs[start : start + PREDICT_BATCH_SIZE])
-                for start in range(0, len(inputs), PREDICT_BATCH_SIZE)
-            ]
-        return torch.cat(chunks).double().numpy()
+            for chunk in chunks(records, PREDICT_BATCH_SIZE):
+                inputs = self.preprocessing.transform(torch.from_numpy(chunk))
+                outputs.append(self.module(inputs.to(self.device)).cpu())
+        return torch.cat(outputs).double().numpy()
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+    def predict_proba(self, records: Records) -> np.ndarray:
         """Class probabilities (softmax), or per-label probabilities (sigmoid) for multilabel."""
-        logits = torch.from_numpy(self.predict_logits(features))
+        logits = torch.from_numpy(self.predict_logits(records))
         if self.task == "multilabel":
             return torch.sigmoid(logits).numpy()
         return torch.softmax(logits, dim=1).numpy()
@@ -99,24 +106,23 @@ def fit(
     privacy: PrivacyConfig,
     train: TrainConfig,
     seed: int,
-    noise_multiplier: float | None = None,
+    plan: PrivacyPlan | None = None,
     progress: bool = False,
     on_epoch: Callable[[EpochLog], None] | None = None,
 ) -> TrainedModel:
     """Trains one model on all records of ``cohort`` with the recipe (model, privacy, train).
 
-    Seeds the model initialisation, Poisson sampling, dropout and DP noise from ``seed`` without
-    touching the caller's global torch RNG.
+    Seeds the model initialisation, Poisson sampling, augmentation, dropout and DP noise from
+    ``seed`` without touching the caller's global torch RNG.
 
     Args:
-        cohort: The training patients.
+        cohort: The training patients; its preprocessing is fitted on their records.
         model_factory: Builds the model for the record shape and number of outputs.
         privacy: Privacy config (mode, ε target, δ, clipping, accountant, grad sample mode).
         train: Optimisation recipe.
         seed: Seed of everything random in this run.
-        noise_multiplier: σ already calibrated for this recipe and training-set size (the audit
-            calibrates once for its K models); None calibrates here. The reported ε is always
-            accounted from the σ actually used.
+        plan: The privacy plan for this training-set size (the audit plans once for its K
+            models); None plans here. The reported ε is always accounted from the plan's σ.
         progress: Show a progress bar over epochs.
         on_epoch: Called after every epoch (e.g. to log to a tracker).
 
@@ -125,29 +131,45 @@ def fit(
 
     Raises:
         DataError: If the cohort has no records.
-        ConfigError: For a δ ≥ 1/N or a budget that cannot be reached.
+        ConfigError: For a δ ≥ 1/N, a budget that cannot be reached, a plan made for another
+            training set, or a grad sample mode the model does not support.
     """
     if cohort.n_records == 0:
         raise DataError(f"cannot train on an empty cohort {cohort.name!r}")
-    standardizer = Standardizer.fit(cohort.features)
-    features = torch.from_numpy(standardizer.transform(cohort.features))
-    labels = torch.from_numpy(cohort.labels)
+    plan = plan or PrivacyPlan.for_training_set(
+        privacy,
+        n_units=cohort.n_records,
+        batch_size=train.batch_size,
+        epochs=train.epochs,
+        max_records_per_patient=int(cohort.records_per_patient.max()),
+    )
+    if plan.n_units != cohort.n_records or plan.privacy != privacy:
+        raise ConfigError(
+            f"the privacy plan is for {plan.n_units} units, the cohort has {cohort.n_records}"
+        )
+    grad_sample_mode = _grad_sample_mode(model_factory, privacy, train)
+    device = resolve_device(train.device)
+    preprocessing = cohort.preprocessing.fit(cohort.features)
+    if train.augment_multiplicity > 1 and not getattr(preprocessing, "augmentations", ()):
+        raise ConfigError(
+            "train.augment_multiplicity > 1 needs augmentations: set data.augment (e.g. [hflip])"
+        )
+    dataset = record_dataset(cohort.features, torch.from_numpy(cohort.labels), preprocessing)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = model_factory.build(tuple(features.shape[1:]), cohort.n_classes)
+        module = model_factory.build(dataset.input_shape, cohort.n_classes).to(device)
         criterion = RecordLoss(
             multilabel=cohort.task == "multilabel",
             class_weights=_class_weights(cohort, train.class_weights),
-        )
+        ).to(device)
         optimizer = train.make_optimizer(module.parameters())
         data_loader = DataLoader(
-            TensorRecords(features, labels),
+            dataset,
             batch_size=train.batch_size,
             shuffle=True,
             collate_fn=already_batched,
             generator=torch.Generator().manual_seed(seed),
         )
-        plan = _privacy_plan(privacy, cohort, train.batch_size, train.epochs, noise_multiplier)
         if plan.steps != train.epochs * len(data_loader):
             raise RuntimeError(f"planned {plan.steps} steps, loader gives {len(data_loader)}/epoch")
         parts = TrainingParts(module, optimizer, criterion, data_loader)
@@ -156,9 +178,10 @@ def fit(
                 parts,
                 noise_multiplier=plan.noise_multiplier,
                 max_grad_norm=privacy.max_grad_norm,
-                grad_sample_mode=privacy.grad_sample_mode,
+                grad_sample_mode=grad_sample_mode,
                 accountant=privacy.accountant,
                 noise_seed=seed + 1,
+                device=device,
             )
 
         history: list[EpochLog] = []
@@ -180,6 +203,10 @@ def fit(
                 max_physical_batch_size=train.max_physical_batch_size,
                 private=privacy.private,
                 on_epoch=record_epoch,
+                device=device,
+                augment=_augmenter(preprocessing, seed),
+                augment_multiplicity=train.augment_multiplicity,
+                ema_decay=train.ema_decay,
             )
         finally:
             bar.close()
@@ -188,118 +215,62 @@ def fit(
     accountant_state: dict = {}
     if parts.engine is not None:
         recorded = parts.engine.accountant.history
-        expected = [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
-        if recorded != expected:
-            raise RuntimeError(f"accountant recorded {recorded}, planned {expected}")
+        if recorded != plan.accountant_history():
+            raise RuntimeError(
+                f"accountant recorded {recorded}, planned {plan.accountant_history()}"
+            )
         accountant_state = parts.engine.accountant.state_dict()
         parts.module.to_standard_module()  # removes Opacus' hooks from ``module``
     module.eval()
     return TrainedModel(
         module=module,
-        standardizer=standardizer,
+        preprocessing=preprocessing,
         privacy=plan.spend(),
         history=tuple(history),
         task=cohort.task,
+        grad_sample_mode=grad_sample_mode if privacy.private else "none",
+        device=str(device),
         accountant_state=accountant_state,
         wall_seconds=wall_seconds,
     )
 
 
-@dataclass(frozen=True)
-class _PrivacyPlan:
-    """σ, q and steps fixed before training, so ε per epoch is known in advance."""
+def _grad_sample_mode(
+    model_factory: ModelFactory, privacy: PrivacyConfig, train: TrainConfig
+) -> str:
+    """The Opacus mode to run: the model's measured default for ``auto``, else the one asked.
 
-    privacy: PrivacyConfig
-    n_units: int
-    max_records_per_patient: int
-    delta: float
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    epochs: int
-    epsilon_curve: tuple[float, ...]
-
-    def spend(self) -> PrivacySpend:
-        private = self.privacy.private
-        epsilon = math.inf
-        if private:
-            epsilon = epsilon_spent(
-                noise_multiplier=self.noise_multiplier,
-                sample_rate=self.sample_rate,
-                steps=self.steps,
-                delta=self.delta,
-                accountant=self.privacy.accountant,
-            )
-        return PrivacySpend(
-            private=private,
-            unit="record",
-            epsilon=epsilon,
-            epsilon_rdp=self.epsilon_curve[-1],
-            epsilon_target=self.privacy.epsilon if private else math.inf,
-            delta=self.delta,
-            noise_multiplier=self.noise_multiplier,
-            sample_rate=self.sample_rate,
-            steps=self.steps,
-            epochs=self.epochs,
-            max_grad_norm=self.privacy.max_grad_norm if private else math.inf,
-            accountant=self.privacy.accountant,
-            n_units=self.n_units,
-            max_records_per_patient=self.max_records_per_patient,
-        )
-
-
-def recipe_noise_multiplier(
-    privacy: PrivacyConfig, *, n_records: int, batch_size: int, epochs: int
-) -> float:
-    """σ that the recipe gets for a training set of ``n_records`` (Opacus' calibration, cached).
-
-    Uses the sampling rate Opacus derives from the loader, q = 1 / ceil(N / batch_size), and
-    steps = epochs / q, exactly as `make_private_with_epsilon` does.
+    Augmentation multiplicity averages a record's k views before clipping by accumulating
+    per-sample gradients over k forward passes, which Opacus' hook-based modes do (the
+    tied-parameter mechanism) and ghost clipping and expanded weights do not.
     """
-    batches = math.ceil(n_records / batch_size)
-    return calibrate_noise(
-        epsilon=privacy.epsilon,
-        delta=privacy.resolve_delta(n_records),
-        sample_rate=1 / batches,
-        steps=epochs * batches,
-        accountant=privacy.accountant,
-    )
+    allowed = getattr(model_factory, "grad_sample_modes", ("ghost", "hooks", "functorch", "ew"))
+    mode = privacy.grad_sample_mode
+    if mode == "auto":
+        mode = getattr(model_factory, "default_grad_sample_mode", "ghost")
+        if train.augment_multiplicity > 1 and mode not in MULTIPLICITY_MODES:
+            mode = next((m for m in allowed if m in MULTIPLICITY_MODES), mode)
+    if mode not in allowed:
+        raise ConfigError(
+            f"privacy.grad_sample_mode={mode} is not verified for this model; use one of "
+            f"{list(allowed)} or auto"
+        )
+    if privacy.private and train.augment_multiplicity > 1 and mode not in MULTIPLICITY_MODES:
+        raise ConfigError(
+            f"train.augment_multiplicity > 1 needs privacy.grad_sample_mode in "
+            f"{list(MULTIPLICITY_MODES)}, got {mode}"
+        )
+    return mode
 
 
-def _privacy_plan(
-    privacy: PrivacyConfig,
-    cohort: Cohort,
-    batch_size: int,
-    epochs: int,
-    calibrated_noise: float | None,
-) -> _PrivacyPlan:
-    n_units = cohort.n_records
-    batches_per_epoch = math.ceil(n_units / batch_size)
-    sample_rate = 1 / batches_per_epoch  # what Opacus' DPDataLoader and accountant use
-    steps = epochs * batches_per_epoch
-    delta = privacy.resolve_delta(n_units)
-    noise_multiplier, curve = 0.0, (math.inf,) * epochs
-    if privacy.private:
-        noise_multiplier = calibrated_noise or recipe_noise_multiplier(
-            privacy, n_records=n_units, batch_size=batch_size, epochs=epochs
-        )
-        curve = rdp_epsilon_curve(
-            noise_multiplier=noise_multiplier,
-            sample_rate=sample_rate,
-            steps=tuple((epoch + 1) * batches_per_epoch for epoch in range(epochs)),
-            delta=delta,
-        )
-    return _PrivacyPlan(
-        privacy=privacy,
-        n_units=n_units,
-        max_records_per_patient=int(cohort.records_per_patient.max()),
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        sample_rate=sample_rate,
-        steps=steps,
-        epochs=epochs,
-        epsilon_curve=curve,
-    )
+def _augmenter(
+    preprocessing: FittedPreprocessing, seed: int
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The data's training-only augmentation (seeded), or None when it configures none."""
+    if not getattr(preprocessing, "augmentations", ()):
+        return None
+    generator = torch.Generator().manual_seed(seed + 2)
+    return lambda batch: preprocessing.augment(batch.cpu(), generator).to(batch.device)
 
 
 def _class_weights(cohort: Cohort, scheme: str) -> torch.Tensor | None:

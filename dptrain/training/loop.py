@@ -13,29 +13,89 @@ from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from dptrain.data.preprocessing import FittedPreprocessing
+from dptrain.data.records import LazyRecords, Records
 from dptrain.privacy.engine import TrainingParts
 
 
 class TensorRecords(Dataset):
-    """Records held as tensors, fetched a whole batch at a time.
+    """Records held as a tensor, fetched a whole batch at a time, transformed per batch if asked.
 
     ``__getitems__`` lets the DataLoader index one batch with one tensor operation instead of
-    collating records one by one, which dominates step time for small tabular models.
+    collating records one by one, which dominates step time for small tabular models. Images stay
+    uint8 here and become float32 only batch by batch (``transform``).
     """
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         self.features = features
         self.labels = labels
+        self.transform = transform
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one model input."""
+        return tuple(self._inputs(self.features[:1]).shape[1:])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[index], self.labels[index]
+        return self._inputs(self.features[index : index + 1])[0], self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return self.features[index], self.labels[index]
+        return self._inputs(self.features[index]), self.labels[index]
+
+    def _inputs(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch if self.transform is None else self.transform(batch)
+
+
+class LazyRecordsDataset(TensorRecords):
+    """Records read from disk batch by batch (`LazyRecords`), then transformed."""
+
+    def __init__(
+        self,
+        records: LazyRecords,
+        labels: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        super().__init__(torch.empty(0), labels, transform)
+        self.records = records
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one model input."""
+        return tuple(self.__getitems__([0])[0].shape[1:])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = self.__getitems__([index])
+        return features[0], labels[0]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = torch.from_numpy(self.records.read(np.asarray(indices, dtype=np.int64)))
+        return self.transform(batch), self.labels[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def record_dataset(
+    records: Records, labels: torch.Tensor, preprocessing: FittedPreprocessing
+) -> TensorRecords:
+    """The training dataset of a cohort's records under its fitted preprocessing.
+
+    Float inputs (tables, signals) are transformed once, up front: the result is as large as the
+    input. uint8 inputs (images) stay uint8 and are transformed per batch, and lazy records are
+    read per batch, so memory stays at the size of the raw data.
+    """
+    if isinstance(records, np.ndarray):
+        raw = torch.from_numpy(records)
+        if raw.is_floating_point():
+            return TensorRecords(preprocessing.transform(raw), labels)
+        return TensorRecords(raw, labels, preprocessing.transform)
+    return LazyRecordsDataset(records, labels, preprocessing.transform)
 
 
 def already_batched(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +162,10 @@ def train_epochs(
     max_physical_batch_size: int,
     private: bool,
     on_epoch: Callable[[int, float], None],
+    device: torch.device | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    augment_multiplicity: int = 1,
+    ema_decay: float = 0.0,
 ) -> None:
     """Runs ``epochs`` passes and reports each epoch's mean training loss to ``on_epoch``.
 
@@ -111,8 +175,17 @@ def train_epochs(
         max_physical_batch_size: Largest batch through the model at once (DP only).
         private: Whether the parts are private.
         on_epoch: Called with (epoch index, mean loss) after each epoch.
+        device: Where the model is; batches are moved there.
+        augment: One random training view of a batch; None trains on the records as they are.
+        augment_multiplicity: Views per record per step; their losses are averaged, and Opacus
+            accumulates the per-sample gradients of the k forward passes into one per record
+            before clipping.
+        ema_decay: Decay of the parameters' moving average (0: none); the module ends with it.
     """
     module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
+    device = device or torch.device("cpu")
+    views = augment_multiplicity if augment is not None else 1
+    average = ParameterAverage(module, ema_decay) if ema_decay else None
     module.train()
     with warnings.catch_warnings():
         # Opacus' hooks fire on module outputs because the inputs need no gradient: expected.
@@ -126,10 +199,44 @@ def train_epochs(
                 private=private,
             ) as loader:
                 for features, labels in loader:
+                    features, labels = features.to(device), labels.to(device)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = criterion(module(features), labels)
+                    if augment is None:
+                        loss = criterion(module(features), labels)
+                    else:
+                        loss = (
+                            sum(criterion(module(augment(features)), labels) for _ in range(views))
+                            / views
+                        )
                     loss.backward()
                     optimizer.step()
+                    if average is not None and not getattr(
+                        optimizer, "_is_last_step_skipped", False
+                    ):
+                        average.update()
                     if len(labels):
                         losses.append(loss.item())
             on_epoch(epoch, float(np.mean(losses)) if losses else float("nan"))
+    if average is not None:
+        average.copy_to_module()
+
+
+class ParameterAverage:
+    """An exponential moving average of a module's parameters, updated after every real step."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.parameters = [p for p in module.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.parameters]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Average ← decay · average + (1 − decay) · parameters."""
+        for average, parameter in zip(self.average, self.parameters):
+            average.mul_(self.decay).add_(parameter.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to_module(self) -> None:
+        """Puts the average into the module's parameters."""
+        for average, parameter in zip(self.average, self.parameters):
+            parameter.copy_(average)

@@ -11,14 +11,14 @@ def test_statistics_come_from_the_training_records_only():
     assert standardizer.fill.tolist() == [2.0]
     assert np.allclose(standardizer.center, filled.mean())
     assert np.allclose(
-        standardizer.transform(test)[:, 0],
+        standardizer.transform_array(test)[:, 0],
         [(100 - filled.mean()) / filled.std(), (2 - filled.mean()) / filled.std()],
     )
 
 
 def test_constant_and_all_missing_columns_do_not_produce_nan():
     train = np.array([[1.0, np.nan], [1.0, np.nan]], dtype=np.float32)
-    out = Standardizer.fit(train).transform(train)
+    out = Standardizer.fit(train).transform_array(train)
     assert np.isfinite(out).all() and np.allclose(out, 0.0)
 
 
@@ -29,6 +29,6 @@ def test_images_are_standardised_per_channel():
     images[:, 1] = -1 + 0.5 * images[:, 1]
     standardizer = Standardizer.fit(images)
     assert standardizer.center.shape == (2, 1, 1)
-    out = standardizer.transform(images)
+    out = standardizer.transform_array(images)
     assert np.allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-5)
     assert np.allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-4)
