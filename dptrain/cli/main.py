@@ -81,6 +81,11 @@ def summary(report: RunReport, output_dir: Path) -> str:
             f"privacy      ε = {spend.epsilon:.3f} ({spend.accountant.upper()}; RDP "
             f"{spend.epsilon_rdp:.3f}), δ = {spend.delta:g}, σ = {spend.noise_multiplier:.3f}, "
             f"q = {spend.sample_rate:.4f}, steps = {spend.steps}, C = {spend.max_grad_norm:g}"
+            + (
+                f", {report.training['grad_sample_mode']}"
+                if report.training.get("grad_sample_mode")
+                else ""
+            )
         )
     else:
         lines.append(f"privacy      none (ε = {math.inf}), steps = {spend.steps}")

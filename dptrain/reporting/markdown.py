@@ -103,10 +103,25 @@ def data_section(report: RunReport) -> str:
         ]
         for name, s in report.data.items()
     ]
+    cohort = report.data["cohort"]
+    facts = ["Splits are drawn over patients: no patient has records on both sides."]
+    if cohort.get("record_attributes"):
+        facts.append(
+            "Record-level subgroups (" + ", ".join(cohort["record_attributes"]) + ") vary between "
+            "a patient's records; their utility rows count the records with that value."
+        )
+    if cohort.get("task") == "multilabel":
+        facts.append(
+            "Multi-label task: utility is macro-averaged over labels, and the audit's membership "
+            "signal for a record is the mean logit-scaled confidence over its positive labels "
+            "(over all labels for a record with none)."
+        )
+    facts += cohort.get("notes", [])
     return (
         "## Data\n\n"
         + table(["", "patients", "records", "max records/patient", "labels"], rows)
-        + "\n\nSplits are drawn over patients: no patient has records on both sides."
+        + "\n\n"
+        + "\n".join(f"- {fact}" for fact in facts)
     )
 
 
@@ -117,7 +132,21 @@ def run_section(report: RunReport) -> str:
         for name, seconds in report.timings.items()
     ]
     versions = ", ".join(f"{name} {ver}" for name, ver in report.versions.items())
-    return "## Run\n\n" + table(["stage", "wall time"], timing_rows) + f"\n\nVersions: {versions}."
+    training = report.training
+    how = ""
+    if training:
+        frontend = f", fixed front end {training['frontend']}" if training.get("frontend") else ""
+        how = (
+            f"\n\nTrained on {training['device']} with {training['intra_op_threads']} intra-op "
+            f"thread(s); {training['model_parameters']:,} trainable parameters; Opacus "
+            f"grad_sample_mode {training['grad_sample_mode']}{frontend}."
+        )
+    return (
+        "## Run\n\n"
+        + table(["stage", "wall time"], timing_rows)
+        + how
+        + f"\n\nVersions: {versions}."
+    )
 
 
 def render_report(report: RunReport, *, audit_sections: list[str]) -> str:

@@ -117,6 +117,10 @@ def utility_metrics(
 def evaluate(cohort: Cohort, probabilities: np.ndarray) -> UtilityReport:
     """Utility of predictions on a (test) cohort, overall and per subgroup value.
 
+    Subgroups are patient attributes (sex, age band) and record attributes (view, device): a
+    record-level subgroup's metrics use the records with that value, and its patient count is the
+    number of patients with at least one such record.
+
     Args:
         cohort: The held-out patients.
         probabilities: ``(n_records, n_outputs)`` model probabilities for the cohort's records.
@@ -127,17 +131,19 @@ def evaluate(cohort: Cohort, probabilities: np.ndarray) -> UtilityReport:
     overall = utility_metrics(
         cohort.labels, probabilities, task=cohort.task, n_patients=cohort.n_patients
     )
+    record_values = {
+        attribute: values[cohort.record_patient] for attribute, values in cohort.attributes.items()
+    } | dict(cohort.record_attributes)
     subgroups: dict[str, dict[str, UtilityMetrics]] = {}
-    for attribute, patient_values in cohort.attributes.items():
-        record_values = patient_values[cohort.record_patient]
+    for attribute, values in record_values.items():
         subgroups[attribute] = {
             str(value): utility_metrics(
-                cohort.labels[record_values == value],
-                probabilities[record_values == value],
+                cohort.labels[values == value],
+                probabilities[values == value],
                 task=cohort.task,
-                n_patients=int((patient_values == value).sum()),
+                n_patients=len(np.unique(cohort.record_patient[values == value])),
             )
-            for value in np.unique(patient_values)
+            for value in np.unique(values)
         }
     return UtilityReport(overall=overall, subgroups=subgroups)
 

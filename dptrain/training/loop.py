@@ -201,13 +201,7 @@ def train_epochs(
                 for features, labels in loader:
                     features, labels = features.to(device), labels.to(device)
                     optimizer.zero_grad(set_to_none=True)
-                    if augment is None:
-                        loss = criterion(module(features), labels)
-                    else:
-                        loss = (
-                            sum(criterion(module(augment(features)), labels) for _ in range(views))
-                            / views
-                        )
+                    loss = batch_loss(module, criterion, features, labels, augment, views)
                     loss.backward()
                     optimizer.step()
                     if average is not None and not getattr(
@@ -219,6 +213,25 @@ def train_epochs(
             on_epoch(epoch, float(np.mean(losses)) if losses else float("nan"))
     if average is not None:
         average.copy_to_module()
+
+
+def batch_loss(
+    module: nn.Module,
+    criterion: nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+    views: int,
+) -> torch.Tensor:
+    """The batch's loss; with augmentation, the mean over ``views`` random views of the batch.
+
+    The views are k separate forward passes of the same records: Opacus' hooks count the passes
+    and sum each record's per-sample gradients over them before clipping (its tied-parameter
+    mechanism), so a record's clipped gradient is that of its mean loss over its views.
+    """
+    if augment is None:
+        return criterion(module(features), labels)
+    return sum(criterion(module(augment(features)), labels) for _ in range(views)) / views
 
 
 class ParameterAverage:
