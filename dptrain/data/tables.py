@@ -56,12 +56,7 @@ class TableDataConfig:
     def __post_init__(self) -> None:
         if not self.label_columns:
             raise ConfigError("data.label_columns is empty: name the label column, e.g. [cens]")
-        for column, edges in self.subgroup_bins.items():
-            if len(edges) < 2 or list(edges) != sorted(edges):
-                raise ConfigError(
-                    f"data.subgroup_bins.{column} must be at least two increasing edges, "
-                    f"got {edges}"
-                )
+        check_subgroup_bins(self.subgroup_bins)
 
     def load(self) -> Cohort:
         """Reads the table and returns its cohort (see `load_table`)."""
@@ -229,24 +224,49 @@ def _patient_attributes(
     for column in config.subgroup_columns:
         values = first_rows[column]
         if column in config.subgroup_bins:
-            values = _bands(values, config.subgroup_bins[column], column)
+            values = subgroup_bands(values, config.subgroup_bins[column], column)
         else:
-            values = values.map(_value_string)
+            values = values.map(value_string)
         names = config.value_names.get(column, {})
         values = values.map(lambda v, names=names: names.get(v, v))
         attributes[column] = dict(zip(first_rows["_patient"], values))
     return attributes
 
 
-def _bands(values: pd.Series, edges: list[float], column: str) -> pd.Series:
+def check_subgroup_bins(bins: dict[str, list[float]]) -> None:
+    """Refuses bin edges that are fewer than two or not increasing (``data.subgroup_bins``).
+
+    Example:
+        >>> check_subgroup_bins({"age": [0, 50, 120]})
+    """
+    for column, edges in bins.items():
+        if len(edges) < 2 or list(edges) != sorted(edges):
+            raise ConfigError(
+                f"data.subgroup_bins.{column} must be at least two increasing edges, got {edges}"
+            )
+
+
+def subgroup_bands(values: pd.Series, edges: list[float], column: str) -> pd.Series:
+    """Numeric subgroup values as bands ``lo-hi`` (left-closed), ``missing`` outside or NaN.
+
+    Example:
+        >>> subgroup_bands(pd.Series([25, 61, None]), [0, 50, 120], "age").tolist()
+        ['0-50', '50-120', 'missing']
+    """
     if not pd.api.types.is_numeric_dtype(values):
         raise DataError(f"data.subgroup_bins.{column}: column {column!r} is not numeric")
-    labels = [f"{_value_string(lo)}-{_value_string(hi)}" for lo, hi in pairwise(edges)]
+    labels = [f"{value_string(lo)}-{value_string(hi)}" for lo, hi in pairwise(edges)]
     bands = pd.cut(values, bins=edges, labels=labels, right=False)
     return bands.astype(object).where(bands.notna(), "missing").astype(str)
 
 
-def _value_string(value: object) -> str:
+def value_string(value: object) -> str:
+    """A subgroup value as text: ``missing`` for NaN, no ``.0`` on whole floats.
+
+    Example:
+        >>> value_string(1.0), value_string(float("nan")), value_string("F")
+        ('1', 'missing', 'F')
+    """
     if isinstance(value, float):
         if np.isnan(value):
             return "missing"
