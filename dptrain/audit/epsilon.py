@@ -122,6 +122,12 @@ def epsilon_lower_bound(
     what a perfect attack would give under the same correction: a bound can never exceed it, so it
     says how large an ε this audit could refute at all.
 
+    Tied scores (RMIA's many exact 1.0s) need no correction here, unlike the TPR at a target FPR:
+    every candidate is a deterministic test "score ≥ threshold" that puts a block of tied scores
+    on one side together, so its counts, and the bound, do not depend on how ties are ordered.
+    Breaking ties at random would only add points on the block's diagonal, where TPR/FPR is
+    monotone between the block's ends and fewer counts widen the Clopper–Pearson intervals.
+
     Args:
         scores: ``(n,)`` attack scores, higher = more likely member.
         is_member: ``(n,)`` bool, true membership.

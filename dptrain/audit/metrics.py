@@ -55,7 +55,8 @@ class AttackMetrics:
     Attributes:
         auc: ROC AUC.
         fpr_targets: The FPRs at which TPR is reported.
-        tpr_at_fpr: Largest empirical TPR with FPR ≤ each target.
+        tpr_at_fpr: TPR at each target FPR on the ROC interpolated over tied scores (see
+            `tpr_at_fpr`).
         balanced_accuracy: Max over thresholds of (TPR + 1 − FPR)/2.
         roc_fpr: ROC curve FPRs, thinned to ≤ ~2000 points, low-FPR end kept.
         roc_tpr: ROC curve TPRs at ``roc_fpr``.
@@ -164,7 +165,8 @@ def attack_metrics(
 
     TPR at a low FPR is what matters for privacy (confidently identifying a few members), which
     the AUC averages away; both are reported. TPR at a target is read off the exact empirical ROC
-    (as is the balanced accuracy) before the curve is thinned for storage.
+    (as is the balanced accuracy) before the curve is thinned for storage, interpolating over
+    tied scores as the AUC does (ties count one half).
 
     Args:
         scores: ``(n,)`` attack scores, higher = more likely member.
@@ -187,7 +189,7 @@ def attack_metrics(
     if not np.all((targets > 0) & (targets < 1)):
         raise ConfigError(f"fpr_targets must be in (0, 1), got {fpr_targets}")
     fpr, tpr, _ = roc_curve(members, values, drop_intermediate=False)
-    tpr_at_fpr = tpr[np.searchsorted(fpr, targets, side="right") - 1]
+    tpr_at_targets = tpr_at_fpr(fpr, tpr, targets)
     balanced_accuracy = float(np.max(tpr + 1 - fpr) / 2)
     if fpr.size > _MAX_ROC_POINTS:
         # On each grid FPR keep the ROC point with the largest TPR (top of the vertical step).
@@ -199,13 +201,46 @@ def attack_metrics(
     return AttackMetrics(
         auc=float(roc_auc_score(members, values)),
         fpr_targets=targets,
-        tpr_at_fpr=tpr_at_fpr,
+        tpr_at_fpr=tpr_at_targets,
         balanced_accuracy=balanced_accuracy,
         roc_fpr=fpr,
         roc_tpr=tpr,
         n_members=int(members.sum()),
         n_nonmembers=int((~members).sum()),
     )
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """TPR at each target FPR on an exact ROC curve, interpolated over tied scores.
+
+    ``roc_curve`` puts all tied scores behind one threshold, so a block of tied members and
+    non-members is one diagonal step of the curve. Reading "the largest TPR with FPR ≤ target"
+    then drops the whole block whenever it straddles the target: RMIA's scores tie at exactly
+    1.0 for every record above its population's largest ratio, and its TPR at 0.1 % FPR jumped
+    between about 1 % and 0 with the population seed. On the diagonal the TPR is the expected TPR
+    of breaking the ties at random (and the same convention as the AUC's half-counted ties).
+    Where no tie straddles a target the two readings agree.
+
+    Args:
+        fpr: ``(n_points,)`` non-decreasing FPRs of the ROC, one point per distinct threshold.
+        tpr: ``(n_points,)`` TPRs at those points.
+        targets: ``(n_targets,)`` FPRs in [0, 1].
+
+    Returns:
+        ``(n_targets,)`` TPRs.
+
+    Example:
+        >>> # two non-members and two members tied on top, then the rest: one diagonal step
+        >>> fpr, tpr = np.array([0.0, 0.02, 1.0]), np.array([0.0, 0.04, 1.0])
+        >>> tpr_at_fpr(fpr, tpr, np.array([0.01])).round(6).tolist()
+        [0.02]
+    """
+    below = np.searchsorted(fpr, targets, side="right") - 1  # top of the last step ≤ target
+    above = np.minimum(below + 1, fpr.size - 1)
+    gap = fpr[above] - fpr[below]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(gap > 0, (targets - fpr[below]) / gap, 0.0)
+    return tpr[below] + fraction * (tpr[above] - tpr[below])
 
 
 def auc_confidence_interval(

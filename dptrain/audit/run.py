@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import binom
+from sklearn.metrics import roc_auc_score
 
 from dptrain.audit.attacks import make_attack
 from dptrain.audit.config import AuditConfig
 from dptrain.audit.epsilon import EpsilonLowerBound, epsilon_lower_bound
+from dptrain.audit.fdr import PatientExposure, patient_exposure
 from dptrain.audit.metrics import (
     AttackMetrics,
     AucInterval,
@@ -28,8 +30,11 @@ from dptrain.audit.metrics import (
     auc_confidence_interval,
     record_vulnerability,
 )
+from dptrain.audit.null import NullFloor, null_floor
 from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_risk
 from dptrain.audit.reference import Recipe, train_reference_models
+from dptrain.audit.reliability import SplitHalfReliability, split_half_reliability
+from dptrain.audit.shrinkage import RiskDeconvolution, deconvolve_patient_auc
 from dptrain.audit.subgroups import SubgroupRisk, subgroup_risk
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
@@ -60,12 +65,15 @@ class AttackResult:
         metrics: ROC AUC, TPR at the target FPRs, balanced accuracy, ROC curve.
         auc_interval: Bootstrap confidence interval of the AUC, resampling patients.
         epsilon_lower_bound: Empirical ε lower bound at the audit's δ.
+        variant: Which variant ran, where an attack has several (LiRA: ``fixed variance`` or
+            ``per-record variance``); empty otherwise.
     """
 
     name: str
     metrics: AttackMetrics
     auc_interval: AucInterval
     epsilon_lower_bound: EpsilonLowerBound
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,12 @@ class AuditResult:
         subgroups: Risk per subgroup value, the whole cohort first.
         warnings: Caveats the report must show (too few models, vacuous bounds).
         timings: Wall seconds of the audit's stages.
+        null_floor: Every headline figure recomputed on re-labelled signals without a membership
+            effect: what this K and these patients give by chance.
+        exposure: Per-patient p-values and the patients detectably exposed at the audit's FDR.
+        deconvolution: Estimated distribution of true patient AUC: share above each threshold
+            with an interval, and shrunken per-patient AUCs.
+        reliability: Split-half reliability of the per-patient ranking.
         patient_risk: Per-patient risk (written to ``patient_risk.csv``).
         record_vulnerability: Per-record AUCs (written to ``audit_arrays.npz``).
         membership: ``(K, n_patients)`` bool masks (written to ``audit_arrays.npz``).
@@ -164,6 +178,10 @@ class AuditResult:
     subgroups: tuple[SubgroupRisk, ...]
     warnings: tuple[str, ...]
     timings: dict[str, float]
+    null_floor: NullFloor
+    exposure: PatientExposure
+    deconvolution: RiskDeconvolution
+    reliability: SplitHalfReliability
     patient_risk: PatientRisk = field(metadata=NOT_IN_JSON)
     record_vulnerability: RecordVulnerability = field(metadata=NOT_IN_JSON)
     membership: np.ndarray = field(metadata=NOT_IN_JSON)
@@ -267,6 +285,47 @@ def analyse_signals(
     best = max(attacks, key=lambda attack: attack.metrics.auc)
     strongest = max(attacks, key=lambda attack: attack.epsilon_lower_bound.epsilon)
     patients = _patient_summary(risk, bounds, thresholds=tuple(audit.risk_thresholds))
+
+    stage = time.perf_counter()
+    thresholds = tuple(audit.risk_thresholds)
+    record_patient, n_patients = cohort.record_patient, cohort.n_patients
+    exposure = patient_exposure(
+        signals, record_membership, record_patient, n_patients=n_patients, rate=audit.fdr
+    )
+    floor = null_floor(
+        signals=signals,
+        membership=membership,
+        record_patient=record_patient,
+        patient_labels=cohort.patient_labels,
+        thresholds=thresholds,
+        repeats=audit.null_repeats,
+        seed=seed,
+        fdr_rate=audit.fdr,
+        aggregation=audit.patient_aggregation,
+        level=audit.confidence,
+        attack_auc=_attack_auc_on(best.name, cohort, audit, seed),
+        attack_name=best.name,
+    )
+    timings["null_floor_seconds"] = time.perf_counter() - stage
+    stage = time.perf_counter()
+    deconvolution = deconvolve_patient_auc(
+        t_statistics=exposure.record_t,
+        dof=exposure.dof,
+        record_patient=record_patient,
+        n_patients=n_patients,
+        thresholds=thresholds,
+        confidence=audit.confidence,
+        rng=np.random.default_rng([seed, 0x65627368]),
+    )
+    reliability = split_half_reliability(
+        signals,
+        record_membership,
+        record_patient,
+        n_patients=n_patients,
+        aggregation=audit.patient_aggregation,
+        rng=np.random.default_rng([seed, 0x72656C69]),
+    )
+    timings["deconvolution_and_reliability_seconds"] = time.perf_counter() - stage
     return AuditResult(
         num_models=len(membership),
         pool_patients=cohort.n_patients,
@@ -278,9 +337,20 @@ def analyse_signals(
         epsilon_lower_bound=strongest.epsilon_lower_bound,
         bounds=bounds,
         patients=patients,
-        subgroups=tuple(subgroup_risk(risk, thresholds=tuple(audit.risk_thresholds))),
-        warnings=tuple(_warnings(audit, len(membership), bounds, risk, patients)),
+        subgroups=tuple(
+            subgroup_risk(
+                risk,
+                thresholds=thresholds,
+                exposure=exposure,
+                tail_probability=deconvolution.tail_probability,
+            )
+        ),
+        warnings=tuple(_warnings(audit, len(membership), bounds, risk, patients, floor)),
         timings=timings,
+        null_floor=floor,
+        exposure=exposure,
+        deconvolution=deconvolution,
+        reliability=reliability,
         patient_risk=risk,
         record_vulnerability=vulnerability,
         membership=membership,
@@ -308,7 +378,7 @@ def _run_attacks(
     attack_confidence = 1 - (1 - audit.confidence) / len(audit.attacks)
     results = []
     for offset, name in enumerate(audit.attacks):
-        attack_name, options = _attack_options(name, audit, seed)
+        attack_name, options = _attack_options(name, audit, seed, len(membership))
         attack = make_attack(attack_name, **options)
         record_scores = attack.fit(signals, record_membership, groups=model_pairs).scores_
         scores = aggregate_by_patient(
@@ -328,24 +398,59 @@ def _run_attacks(
                 epsilon_lower_bound=epsilon_lower_bound(
                     scores, is_member, delta=delta, confidence=attack_confidence
                 ),
+                variant=_variant(options),
             )
         )
         log.info("audit: %s AUC %.3f", name, results[-1].metrics.auc)
     return results
 
 
-def _attack_options(name: str, audit: AuditConfig, seed: int) -> tuple[str, dict]:
+def _attack_options(name: str, audit: AuditConfig, seed: int, num_models: int) -> tuple[str, dict]:
     """Maps a configured attack name to a registry name and its options."""
     if name == "loss":
         return "loss", {}
     if name in ("lira", "lira_offline"):
-        return "lira", {"online": name == "lira", "fixed_variance": audit.lira_fixed_variance}
+        fixed = audit.lira_uses_fixed_variance(num_models)
+        return "lira", {"online": name == "lira", "fixed_variance": fixed}
     return "rmia", {
         "offline_a": audit.rmia_offline_a,
         "gamma": audit.rmia_gamma,
         "num_population": audit.rmia_num_population,
         "seed": seed,
     }
+
+
+def _variant(options: dict) -> str:
+    if "fixed_variance" not in options:
+        return ""
+    return "fixed variance" if options["fixed_variance"] else "per-record variance"
+
+
+def _attack_auc_on(name: str, cohort: Cohort, audit: AuditConfig, seed: int):
+    """``(signals, membership) -> AUC`` of one configured attack, as `_run_attacks` measures it.
+
+    Re-running the run's best attack on the null is cheap (every attack is vectorised over
+    models and records; about 0.1 s at K = 256 and 2,000 patients), so its floor is its own
+    rather than a cheaper proxy's. The choice of the best among the attacks is not re-made on the
+    null.
+    """
+
+    def auc(signals: np.ndarray, membership: np.ndarray) -> float:
+        attack_name, options = _attack_options(name, audit, seed, len(membership))
+        record_scores = (
+            make_attack(attack_name, **options)
+            .fit(signals, cohort.record_mask(membership), groups=np.arange(len(membership)) // 2)
+            .scores_
+        )
+        scores = aggregate_by_patient(
+            record_scores,
+            cohort.record_patient,
+            n_patients=cohort.n_patients,
+            how=audit.patient_aggregation,
+        )
+        return float(roc_auc_score(membership.ravel(), scores.ravel()))
+
+    return auc
 
 
 def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
@@ -408,9 +513,18 @@ def _warnings(
     bounds: DPBounds,
     risk: PatientRisk,
     patients: PatientSummary,
+    floor: NullFloor,
 ) -> list[str]:
     """Caveats that change how the numbers may be read."""
     messages = []
+    false_alarms = 1 - floor.fdr_list_empty_share
+    if floor.repeats >= 10 and false_alarms > 0.1:
+        messages.append(
+            f"On signals without any membership effect the FDR list was non-empty in "
+            f"{false_alarms:.0%} of {floor.repeats} re-labellings (expected at most about "
+            f"{audit.fdr:.0%}): the per-patient p-values' t reference looks optimistic for these "
+            "signals, so read the list of exposed patients with caution."
+        )
     if num_models < audit.min_models_for_patients:
         typical = float(np.nanmedian(risk.standard_error)) if len(risk.standard_error) else math.nan
         messages.append(

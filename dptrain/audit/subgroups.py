@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dptrain.audit.fdr import PatientExposure, benjamini_hochberg
 from dptrain.audit.patients import PatientRisk
 
 WHOLE_COHORT = "all patients"
@@ -30,6 +31,11 @@ class SubgroupRisk:
         share_above: ``(n_thresholds,)`` share of patients whose AUC exceeds each threshold.
         share_above_lower_bound: ``(n_thresholds,)`` the same on the lower confidence bound: the
             share that is exposed beyond reasonable doubt.
+        exposed_fdr: Patients of the subgroup on the cohort-wide FDR list (None without p-values).
+        exposed_fdr_within: Patients on the subgroup's own list (Benjamini–Hochberg over the
+            subgroup's p-values alone, FDR controlled within the subgroup).
+        estimated_share_above: ``(n_thresholds,)`` empirical-Bayes estimate of the share whose
+            true AUC exceeds each threshold (mean posterior probability; None without it).
     """
 
     attribute: str
@@ -41,14 +47,26 @@ class SubgroupRisk:
     thresholds: np.ndarray
     share_above: np.ndarray
     share_above_lower_bound: np.ndarray
+    exposed_fdr: int | None = None
+    exposed_fdr_within: int | None = None
+    estimated_share_above: np.ndarray | None = None
 
 
-def subgroup_risk(risk: PatientRisk, *, thresholds: tuple[float, ...]) -> list[SubgroupRisk]:
+def subgroup_risk(
+    risk: PatientRisk,
+    *,
+    thresholds: tuple[float, ...],
+    exposure: PatientExposure | None = None,
+    tail_probability: np.ndarray | None = None,
+) -> list[SubgroupRisk]:
     """The whole cohort first, then every value of every attribute.
 
     Args:
         risk: Per-patient risk with subgroup attributes.
         thresholds: AUC thresholds at which shares of exposed patients are counted.
+        exposure: Per-patient p-values and the cohort-wide FDR list, to count per subgroup.
+        tail_probability: ``(n_patients, n_thresholds)`` posterior probability that each
+            patient's true AUC exceeds each threshold (`dptrain.audit.shrinkage`).
 
     Returns:
         One `SubgroupRisk` per row.
@@ -62,10 +80,13 @@ def subgroup_risk(risk: PatientRisk, *, thresholds: tuple[float, ...]) -> list[S
         [('all patients', [0.5]), ('F', [0.0]), ('M', [1.0])]
     """
     everyone = np.ones(len(risk.auc), dtype=bool)
-    rows = [_summarise(risk, everyone, WHOLE_COHORT, WHOLE_COHORT, thresholds)]
+    extra = {"exposure": exposure, "tail_probability": tail_probability}
+    rows = [_summarise(risk, everyone, WHOLE_COHORT, WHOLE_COHORT, thresholds, **extra)]
     for attribute, values in risk.attributes.items():
         for value in np.unique(values):
-            rows.append(_summarise(risk, values == value, attribute, str(value), thresholds))
+            rows.append(
+                _summarise(risk, values == value, attribute, str(value), thresholds, **extra)
+            )
     return rows
 
 
@@ -75,6 +96,9 @@ def _summarise(
     attribute: str,
     value: str,
     thresholds: tuple[float, ...],
+    *,
+    exposure: PatientExposure | None,
+    tail_probability: np.ndarray | None,
 ) -> SubgroupRisk:
     auc, lower = risk.auc[members], risk.lower_bound[members]
     limits = np.asarray(thresholds, dtype=np.float64)
@@ -100,4 +124,15 @@ def _summarise(
         thresholds=limits,
         share_above=share,
         share_above_lower_bound=share_lower,
+        exposed_fdr=None if exposure is None else int(exposure.exposed[members].sum()),
+        exposed_fdr_within=None if exposure is None else _own_list(exposure, members),
+        estimated_share_above=(
+            None if tail_probability is None else np.nanmean(tail_probability[members], axis=0)
+        ),
     )
+
+
+def _own_list(exposure: PatientExposure, members: np.ndarray) -> int:
+    """Size of the subgroup's own Benjamini–Hochberg list at the cohort's rate."""
+    q = benjamini_hochberg(exposure.p_value[members])
+    return int(np.sum(np.nan_to_num(q, nan=1.0) <= exposure.rate))

@@ -17,9 +17,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dptrain.audit.config import AuditConfig
 from dptrain.data import builtin_path
+from dptrain.data.image_folder import ImageFolderDataConfig
+from dptrain.data.locate import shared_data_path
+from dptrain.data.medmnist import MedMNISTDataConfig
+from dptrain.data.mitbih import MITBIHDataConfig
+from dptrain.data.ptbxl import PTBXLDataConfig
 from dptrain.data.splits import SplitConfig
 from dptrain.data.tables import TableDataConfig
-from dptrain.models.mlp import MLPConfig
+from dptrain.models.registry import MODELS
 from dptrain.pipeline import RunConfig
 from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.tracking.base import NoTrackerConfig
@@ -47,8 +52,14 @@ class RootSchema:
 # `- /schema/<group>/<name>@_here_`.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 SCHEMAS: dict[str, dict[str, type]] = {
-    "data": {"table": TableDataConfig},
-    "model": {"mlp": MLPConfig},
+    "data": {
+        "table": TableDataConfig,
+        "medmnist": MedMNISTDataConfig,
+        "image_folder": ImageFolderDataConfig,
+        "ptbxl": PTBXLDataConfig,
+        "mitbih": MITBIHDataConfig,
+    },
+    "model": dict(MODELS),
     "privacy": {"privacy": PrivacyConfig},
     "train": {"train": TrainConfig},
     "audit": {"audit": AuditConfig},
@@ -65,6 +76,8 @@ def register_schemas() -> None:
             store.store(group=f"schema/{group}", name=name, node=schema)
     if not OmegaConf.has_resolver("builtin"):
         OmegaConf.register_new_resolver("builtin", builtin_path)
+    if not OmegaConf.has_resolver("shared_data"):
+        OmegaConf.register_new_resolver("shared_data", shared_data_path)
 
 
 def compose_run_config(overrides: list[str] | None = None) -> RunConfig:

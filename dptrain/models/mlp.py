@@ -7,6 +7,7 @@ clipping no longer bounds its influence; LayerNorm normalises within a record an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import nn
 
@@ -32,6 +33,11 @@ class MLPConfig:
         norm: ``layer`` (LayerNorm after each hidden layer) or ``none``.
         dropout: Dropout probability after each hidden layer.
     """
+
+    # Verified against a batch-of-one reference in tests/models; ghost measured fastest
+    # (experiments/bench_dp_overhead.py).
+    grad_sample_modes: ClassVar[tuple[str, ...]] = ("ghost", "hooks", "functorch", "ew")
+    default_grad_sample_mode: ClassVar[str] = "ghost"
 
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"

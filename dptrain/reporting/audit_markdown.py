@@ -1,7 +1,10 @@
 """The audit's part of ``report.md``, its headline metrics and its console lines.
 
 The report opens with one table that puts the privacy budget (what the DP guarantee allows an
-attacker) beside the measured leakage (what attacks achieved), aggregate and per patient.
+attacker) beside the measured leakage (what attacks achieved), aggregate and per patient, and
+beside each measured figure its noise floor: the same figure on the run's own signals with the
+membership effect removed and the model pairs re-labelled. A per-patient figure never appears
+beside the DP bound without its floor.
 """
 
 from __future__ import annotations
@@ -40,11 +43,31 @@ def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:
         metrics[f"audit/patients_lower_bound_above_{threshold:g}"] = float(sure)
     for attack in audit.attacks:
         metrics[f"audit/{attack.name}_auc"] = attack.metrics.auc
+    floor = audit.null_floor
+    metrics["audit/null_best_attack_auc"] = floor.band(floor.attack_auc)[0]
+    metrics["audit/null_patient_auc_median"] = floor.band(floor.median_auc)[0]
+    metrics["audit/null_patient_auc_p99"] = floor.band(floor.p99_auc)[0]
+    metrics["audit/null_patient_auc_max"] = floor.band(floor.max_auc)[0]
+    metrics["audit/null_fdr_list_empty_share"] = floor.fdr_list_empty_share
+    metrics["audit/patients_exposed_fdr"] = float(audit.exposure.n_exposed)
+    metrics["audit/reliability_split_half"] = audit.reliability.half_rho
+    metrics["audit/reliability_full"] = audit.reliability.full_rho
+    shares = audit.deconvolution
+    for index, threshold in enumerate(floor.thresholds):
+        null_share = floor.band(floor.share_above[:, index])[0]
+        metrics[f"audit/null_share_above_{threshold:g}"] = null_share
+        metrics[f"audit/estimated_share_above_{threshold:g}"] = float(shares.share_above[index])
+        metrics[f"audit/estimated_share_above_{threshold:g}_lower"] = float(
+            shares.share_lower[index]
+        )
+        metrics[f"audit/estimated_share_above_{threshold:g}_upper"] = float(
+            shares.share_upper[index]
+        )
     return metrics
 
 
 def audit_console_lines(report: RunReport) -> list[str]:
-    """Two lines: what the budget allows, and what the audit measured."""
+    """Three lines: what the budget allows, what the audit measured, what it means per patient."""
     audit, spend = report.audit, report.privacy
     bounds, patients = audit.bounds, audit.patients
     best = _attack(audit, audit.best_attack)
@@ -71,7 +94,22 @@ def audit_console_lines(report: RunReport) -> list[str]:
         f"ε ≥ {audit.epsilon_lower_bound.epsilon:.2f}; patient AUC p99 = "
         f"{patients.p99_auc:.3f}, max = {patients.max_auc:.3f}{exposed} (K = {audit.num_models})"
     )
-    return [budget, leakage]
+    floor, shares = audit.null_floor, audit.deconvolution
+    first = 0 if len(shares.thresholds) else None
+    estimate = ""
+    if first is not None:
+        estimate = (
+            f"; est. share true AUC > {shares.thresholds[first]:g} = "
+            f"{_percent(shares.share_above[first])} [{_percent(shares.share_lower[first])}, "
+            f"{_percent(shares.share_upper[first])}]"
+        )
+    per_patient = (
+        f"patients     noise floor p99 = {floor.band(floor.p99_auc)[0]:.3f}, max = "
+        f"{floor.band(floor.max_auc)[0]:.3f}; {audit.exposure.n_exposed} detectably exposed at "
+        f"FDR {audit.exposure.rate:.0%}{estimate}; ranking reliability ρ = "
+        f"{audit.reliability.full_rho:.2f}"
+    )
+    return [budget, leakage, per_patient]
 
 
 def audit_sections(report: RunReport, *, images: dict[str, Path]) -> list[str]:
@@ -93,45 +131,132 @@ def headline_section(report: RunReport) -> str:
     confidence = f"{audit.patient_risk.confidence:.0%}"
     # Membership is per patient: with several records per patient the patient-level bound applies.
     for_patients = f" (k = {bounds.group_size} records)" if bounds.group_size > 1 else ""
+    floor, shares, exposure = audit.null_floor, audit.deconvolution, audit.exposure
     rows = [
-        _budget_row(spend, audit, confidence),
+        [*_budget_row(spend, audit, confidence), "—"],
         [
             "attack AUC, all model-patient pairs",
             _allowed(bounds.patient, spend.private) + for_patients,
             f"{number(best.metrics.auc)} [{number(best.auc_interval.lower)}, "
             f"{number(best.auc_interval.upper)}] ({best.name})",
+            _floor(floor, floor.attack_auc),
         ],
         [
             "attack AUC, per patient",
             _allowed(bounds.patient, spend.private) + for_patients,
-            f"99th percentile {number(patients.p99_auc)}, max {number(patients.max_auc)} "
-            f"± {number(patients.max_auc_standard_error, 2)}",
+            f"median {number(patients.median_auc)}, 99th percentile {number(patients.p99_auc)}, "
+            f"max {number(patients.max_auc)} ± {number(patients.max_auc_standard_error, 2)}",
+            f"median {_floor(floor, floor.median_auc)}, 99th percentile "
+            f"{_floor(floor, floor.p99_auc)}, max {_floor(floor, floor.max_auc)}",
         ],
     ]
     for rate, tpr in zip(best.metrics.fpr_targets, best.metrics.tpr_at_fpr):
         allowed = number(float(bounds.patient.max_tpr_at(rate))) if spend.private else "1"
-        rows.append([f"TPR at {rate:.1%} FPR", allowed, number(float(tpr))])
-    for threshold, count, sure in zip(
-        patients.thresholds, patients.exposed, patients.exposed_lower_bound
+        rows.append([f"TPR at {rate:.1%} FPR", allowed, number(float(tpr)), "—"])
+    for index, (threshold, count, sure) in enumerate(
+        zip(patients.thresholds, patients.exposed, patients.exposed_lower_bound)
     ):
         excluded = spend.private and bounds.patient.max_auc <= threshold
+        mean, upper = floor.band(floor.share_above[:, index])
         rows.append(
             [
                 f"patients with AUC > {threshold:g}",
                 "none" if excluded else "not excluded",
                 f"{int(count)} of {patients.n_patients} ({int(sure)} on the {confidence} "
                 "lower bound)",
+                f"{_count(mean, patients.n_patients)} ({_count(upper, patients.n_patients)})",
             ]
         )
-    header = ["", "allowed by the DP guarantee", f"measured (audit, K = {audit.num_models})"]
+    for index, threshold in enumerate(shares.thresholds):
+        excluded = spend.private and bounds.patient.max_auc <= threshold
+        rows.append(
+            [
+                f"estimated share with true AUC > {threshold:g} (empirical Bayes)",
+                "0" if excluded else "not excluded",
+                f"{_percent(shares.share_above[index])} [{_percent(shares.share_lower[index])}, "
+                f"{_percent(shares.share_upper[index])}]",
+                "0 (no membership effect)",
+            ]
+        )
+    rows.append(
+        [
+            f"patients detectably exposed (FDR {exposure.rate:.0%})",
+            "—",
+            f"{exposure.n_exposed} of {exposure.n_tested}",
+            f"list empty in {floor.fdr_list_empty_share:.0%} of {floor.repeats} re-labellings",
+        ]
+    )
+    header = [
+        "",
+        "allowed by the DP guarantee",
+        f"measured (audit, K = {audit.num_models})",
+        f"noise floor: mean ({floor.level:.0%} of re-labellings below)",
+    ]
     return (
         "## Privacy budget vs measured leakage\n\n"
         + table(header, rows)
         + "\n\nAllowed values come from the audit models' whole privacy profile δ(ε) (PLD "
         "accounting of σ, q and steps); the single (ε, δ) pair alone would allow an AUC of "
-        f"{number(bounds.single_pair.max_auc)}. Members are the positive class throughout."
+        f"{number(bounds.single_pair.max_auc)}. Members are the positive class throughout. "
+        "The noise floor is each figure recomputed on this run's signals with the membership "
+        f"effect removed and the model pairs re-labelled at random ({floor.repeats} times): what "
+        f"K = {audit.num_models} models and {patients.n_patients} patients show by chance. A "
+        "measured figure near its floor is not evidence of leakage."
+        + "\n\n"
+        + reliability_sentence(audit)
         + "".join(f"\n\n> **Warning.** {message}" for message in audit.warnings)
     )
+
+
+def reliability_sentence(audit: AuditResult) -> str:
+    """What the split-half reliability means for reading one patient's numbers."""
+    reliability = audit.reliability
+    exposure = audit.exposure
+    listed = (
+        f"The {exposure.n_exposed} patients on the FDR list are those with evidence of leakage "
+        f"that holds up across {audit.num_models} models (at most {exposure.rate:.0%} of them "
+        "expected to be false alarms); shrunken AUCs in `patient_risk.csv` pull each noisy "
+        "estimate toward the cohort by its uncertainty."
+    )
+    if np.isnan(reliability.full_rho):
+        return (
+            f"**Reading individual patients.** With K = {audit.num_models} models the ranking's "
+            "reliability cannot be measured (it needs at least 4 model pairs per half). " + listed
+        )
+    rho = reliability.full_rho
+    if rho < 0.5:
+        verdict = (
+            "individual patients' AUCs and ranks are mostly noise: do not single out patients by "
+            "their AUC or rank"
+        )
+    elif rho < 0.75:
+        verdict = (
+            "individual ranks are only roughly reproducible: a patient's AUC says more about "
+            "their neighbourhood in the ranking than their exact place"
+        )
+    elif rho < 0.9:
+        verdict = "individual ranks are fairly reproducible"
+    else:
+        verdict = "individual ranks are highly reproducible"
+    return (
+        f"**Reading individual patients.** Two disjoint halves of the models rank patients with "
+        f"Spearman ρ = {number(reliability.half_rho, 2)}; for all {audit.num_models} models "
+        f"(Spearman–Brown) ρ = {number(rho, 2)}, roughly the agreement of two independent audits "
+        f"of this size: {verdict}. " + listed
+    )
+
+
+def _floor(floor, values: np.ndarray) -> str:
+    mean, upper = floor.band(values)
+    return f"{number(mean)} ({number(upper)})"
+
+
+def _count(share: float, total: int) -> str:
+    return "n/a" if np.isnan(share) else f"{share * total:.0f}"
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value is None or np.isnan(value) else f"{value:.1%}"
 
 
 def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> list[str]:
@@ -159,8 +284,10 @@ def _allowed(bound, private: bool) -> str:
 def subgroup_section(audit: AuditResult) -> str:
     """Patient risk per subgroup value beside the whole cohort."""
     thresholds = audit.patients.thresholds
+    rate = audit.exposure.rate
     header = ["attribute", "value", "patients", "median AUC", "p95 AUC", "max AUC"]
     header += [f"> {t:g}" for t in thresholds] + [f"> {thresholds[-1]:g} (lower bound)"]
+    header += [f"est. true AUC > {thresholds[0]:g}", f"FDR {rate:.0%} list", "own FDR list"]
     rows = [
         [
             row.attribute,
@@ -171,13 +298,18 @@ def subgroup_section(audit: AuditResult) -> str:
             number(row.max_auc),
             *[f"{share:.1%}" for share in row.share_above],
             f"{row.share_above_lower_bound[-1]:.1%}",
+            _percent(None if row.estimated_share_above is None else row.estimated_share_above[0]),
+            "n/a" if row.exposed_fdr is None else row.exposed_fdr,
+            "n/a" if row.exposed_fdr_within is None else row.exposed_fdr_within,
         ]
         for row in audit.subgroups
     ]
     return (
         "## Leakage by subgroup\n\nShare of patients whose per-patient attack AUC exceeds each "
-        "threshold; small subgroups have noisy shares (see the patient counts).\n\n"
-        + table(header, rows)
+        "threshold; small subgroups have noisy shares (see the patient counts). The estimated "
+        "share is the empirical-Bayes one (noise removed); the FDR list columns count the "
+        "subgroup's patients on the cohort-wide list and on the subgroup's own list (FDR "
+        f"{rate:.0%} within the subgroup).\n\n" + table(header, rows)
     )
 
 
@@ -188,7 +320,7 @@ def attacks_section(audit: AuditResult) -> str:
     header += [f"TPR @ {rate:.1%} FPR" for rate in rates] + ["balanced acc.", "ε lower bound"]
     rows = [
         [
-            attack.name,
+            f"{attack.name} ({attack.variant})" if attack.variant else attack.name,
             number(attack.metrics.auc),
             f"[{number(attack.auc_interval.lower)}, {number(attack.auc_interval.upper)}]",
             *[number(float(tpr)) for tpr in attack.metrics.tpr_at_fpr],
@@ -197,7 +329,13 @@ def attacks_section(audit: AuditResult) -> str:
         ]
         for attack in audit.attacks
     ]
-    return "## Attacks\n\n" + table(header, rows)
+    return (
+        "## Attacks\n\n"
+        + table(header, rows)
+        + "\n\nTPR at a low FPR is read off the ROC interpolated over tied scores (the expected "
+        "TPR of breaking ties at random), so blocks of tied scores, such as RMIA's many exact "
+        "1.0s, do not make it jump."
+    )
 
 
 def figures_section(images: dict[str, Path]) -> str:
@@ -232,6 +370,17 @@ def notes_section(report: RunReport) -> str:
         "indication, not a proof.",
         *_group_privacy_note(audit),
         _above_bound_note(audit),
+        f"- Noise floor: {audit.null_floor.method}, {audit.null_floor.repeats} times; the "
+        f"aggregate AUC's floor re-runs {audit.null_floor.attack or 'no attack'} on the null.",
+        f"- Per-patient p-values: {audit.exposure.test}; the list of detectably exposed patients "
+        f"is Benjamini–Hochberg at FDR {audit.exposure.rate:.0%}.",
+        "- Estimated share at risk: empirical-Bayes deconvolution (a smooth prior of the true "
+        "AUC fitted to the per-record paired t statistics, whose noise is known: noncentral t); "
+        f"{audit.deconvolution.confidence:.0%} percentile bootstrap over patients "
+        f"({audit.deconvolution.num_bootstrap} resamples).",
+        f"- Reliability: Spearman ρ between the patient AUCs of two disjoint halves of the model "
+        f"pairs (pairs kept together), mean of {audit.reliability.num_splits} random splits, and "
+        "its Spearman–Brown projection to all models.",
         "- Files: `patient_risk.csv` (one row per patient), `audit_arrays.npz` (masks, signals, "
         "per-record AUCs).",
     ]

@@ -26,7 +26,11 @@ def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
 
     Returns:
         Columns: patient_id, one per subgroup attribute, n_records, auc, standard_error,
-        lower_bound (the one-sided confidence bound at the audit's confidence).
+        lower_bound (the one-sided confidence bound at the audit's confidence), shrunken_auc (the
+        empirical-Bayes posterior mean of the true AUC), p_value and q_value (evidence of
+        leakage, Benjamini–Hochberg adjusted) and exposed_fdr (on the list of patients detectably
+        exposed at the audit's false-discovery rate). The flag to act on is exposed_fdr, not an
+        AUC above a threshold.
     """
     risk = audit.patient_risk
     frame = pd.DataFrame({"patient_id": risk.patient_ids})
@@ -36,6 +40,10 @@ def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
     frame["auc"] = risk.auc
     frame["standard_error"] = risk.standard_error
     frame["lower_bound"] = risk.lower_bound
+    frame["shrunken_auc"] = audit.deconvolution.shrunken_auc
+    frame["p_value"] = audit.exposure.p_value
+    frame["q_value"] = audit.exposure.q_value
+    frame["exposed_fdr"] = audit.exposure.exposed
     return frame.sort_values("auc", ascending=False, kind="stable").reset_index(drop=True)
 
 

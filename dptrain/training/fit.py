@@ -21,7 +21,7 @@ from dptrain.data.cohort import Cohort, Task
 from dptrain.data.preprocessing import FittedPreprocessing
 from dptrain.data.records import Records, chunks
 from dptrain.errors import ConfigError, DataError
-from dptrain.models import ModelFactory
+from dptrain.models import ModelFactory, resolve_grad_sample_mode
 from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
 from dptrain.privacy.engine import TrainingParts, make_private
 from dptrain.privacy.plan import PrivacyPlan
@@ -242,19 +242,15 @@ def _grad_sample_mode(
 
     Augmentation multiplicity averages a record's k views before clipping by accumulating
     per-sample gradients over k forward passes, which Opacus' hook-based modes do (the
-    tied-parameter mechanism) and ghost clipping and expanded weights do not.
+    tied-parameter mechanism) and ghost clipping and expanded weights do not; ``auto`` then picks
+    the model's first verified mode that can.
     """
-    allowed = getattr(model_factory, "grad_sample_modes", ("ghost", "hooks", "functorch", "ew"))
-    mode = privacy.grad_sample_mode
-    if mode == "auto":
-        mode = getattr(model_factory, "default_grad_sample_mode", "ghost")
-        if train.augment_multiplicity > 1 and mode not in MULTIPLICITY_MODES:
-            mode = next((m for m in allowed if m in MULTIPLICITY_MODES), mode)
-    if mode not in allowed:
-        raise ConfigError(
-            f"privacy.grad_sample_mode={mode} is not verified for this model; use one of "
-            f"{list(allowed)} or auto"
+    requested = privacy.grad_sample_mode
+    if requested == "auto" and train.augment_multiplicity > 1:
+        requested = next(
+            (m for m in model_factory.grad_sample_modes if m in MULTIPLICITY_MODES), requested
         )
+    mode = resolve_grad_sample_mode(model_factory, requested)
     if privacy.private and train.augment_multiplicity > 1 and mode not in MULTIPLICITY_MODES:
         raise ConfigError(
             f"train.augment_multiplicity > 1 needs privacy.grad_sample_mode in "

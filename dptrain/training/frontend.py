@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Protocol
 
 import numpy as np
 
@@ -19,18 +18,10 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.preprocessing import Standardize
 from dptrain.data.records import chunks, record_shape
 from dptrain.errors import ConfigError
+from dptrain.models import model_frontend
 
 log = logging.getLogger(__name__)
 FRONTEND_CHUNK = 512
-
-
-class Frontend(Protocol):
-    """A fixed transform of raw records into features."""
-
-    name: str
-
-    def transform(self, records: np.ndarray) -> np.ndarray:
-        """``(n, *input_shape)`` float32 (images scaled to [0, 1]) -> ``(n, *output_shape)``."""
 
 
 def apply_frontend(cohort: Cohort, model_factory: object) -> tuple[Cohort, str | None]:
@@ -50,8 +41,7 @@ def apply_frontend(cohort: Cohort, model_factory: object) -> tuple[Cohort, str |
         ConfigError: If the data configures augmentation, which a precomputed front end would
             silently drop.
     """
-    make_frontend = getattr(model_factory, "frontend", None)
-    frontend = make_frontend(record_shape(cohort.features)) if make_frontend else None
+    frontend = model_frontend(model_factory, record_shape(cohort.features))
     if frontend is None:
         return cohort, None
     if getattr(cohort.preprocessing, "augment", ()):

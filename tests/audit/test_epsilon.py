@@ -138,3 +138,23 @@ def test_split_needs_two_of_each_class():
             correction="split",
             rng=np.random.default_rng(0),
         )
+
+
+def test_tied_scores_give_a_bound_that_ignores_their_order_and_matches_the_counts():
+    """Scores in {0, 1} only (a block of ties on each side): the bound is the test 'score ≥ 1'.
+
+    60 of 100 members and 5 of 100 non-members score 1; the candidates collapse to the two
+    distinct values, each a deterministic test, and the answer follows from Clopper–Pearson.
+    """
+    members = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    scores = np.r_[np.ones(60), np.zeros(40), np.ones(5), np.zeros(95)]
+    bound = epsilon_lower_bound(scores, members, delta=0.0, confidence=0.95)
+    significance = 0.05 / (2 * bound.num_thresholds)
+    tpr_lower = clopper_pearson_lower(60, 100, confidence=1 - significance)
+    fpr_upper = clopper_pearson_upper(5, 100, confidence=1 - significance)
+    expected = max(np.log(tpr_lower / fpr_upper), np.log((1 - fpr_upper) / (1 - tpr_lower)))
+    assert bound.threshold == 1.0 and bound.num_thresholds == 2
+    assert bound.epsilon == pytest.approx(float(expected))
+    order = np.random.default_rng(0).permutation(200)
+    shuffled = epsilon_lower_bound(scores[order], members[order], delta=0.0, confidence=0.95)
+    assert shuffled == bound

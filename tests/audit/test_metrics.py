@@ -8,7 +8,12 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from dptrain.audit.metrics import attack_metrics, auc_confidence_interval, record_vulnerability
+from dptrain.audit.metrics import (
+    attack_metrics,
+    auc_confidence_interval,
+    record_vulnerability,
+    tpr_at_fpr,
+)
 from dptrain.errors import ConfigError
 
 from .scores import gaussian_scores
@@ -235,3 +240,29 @@ def test_interval_rejects_bad_options(kwargs, message):
     scores, members = np.arange(4.0), np.array([True, False, True, False])
     with pytest.raises(ConfigError, match=message):
         auc_confidence_interval(scores, members, rng=np.random.default_rng(0), **kwargs)
+
+
+def test_tpr_at_fpr_interpolates_over_a_block_of_tied_top_scores():
+    """RMIA's artefact: 10 non-members and 20 members tie at 1.0, above everything else.
+
+    Of 1,000 non-members and 100 members, the tied block is the ROC's first step, a diagonal
+    from (0, 0) to (0.01, 0.2); at FPR 0.1 % the expected TPR of breaking ties at random is 0.02,
+    where reading the largest TPR with FPR ≤ 0.1 % gives 0.
+    """
+    rng = np.random.default_rng(0)
+    members = np.r_[np.ones(100, bool), np.zeros(1000, bool)]
+    scores = np.r_[np.ones(20), rng.uniform(0, 0.9, 80), np.ones(10), rng.uniform(0, 0.9, 990)]
+    metrics = attack_metrics(scores, members, fpr_targets=(0.001, 0.005, 0.01))
+    np.testing.assert_allclose(metrics.tpr_at_fpr, [0.02, 0.1, 0.2])
+    # the randomised test "member if tied and U < 0.1" has on average FPR 0.1 % and TPR 0.02
+    tied = scores == 1
+    picked = tied & (rng.random((4000, 1100)) < 0.1)
+    assert picked[:, ~members].mean() == pytest.approx(0.001, rel=0.05)
+    assert picked[:, members].mean() == pytest.approx(0.02, rel=0.05)
+
+
+def test_tpr_at_fpr_without_ties_is_the_step_reading():
+    fpr, tpr = np.array([0.0, 0.0, 0.5, 0.5, 1.0]), np.array([0.0, 0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(
+        tpr_at_fpr(fpr, tpr, np.array([0.0, 0.25, 0.5, 1.0])), [0.5, 0.5, 1.0, 1.0]
+    )

@@ -70,7 +70,10 @@ def test_private_run_writes_a_complete_results_file(monkeypatch, capsys, tmp_pat
     )
     assert report.index("## Leakage by subgroup") < report.index("## Utility")
     risk = (run_dir / "patient_risk.csv").read_text().splitlines()
-    assert risk[0] == "patient_id,sex,n_records,auc,standard_error,lower_bound"
+    assert risk[0] == (
+        "patient_id,sex,n_records,auc,standard_error,lower_bound,shrunken_auc,p_value,q_value,"
+        "exposed_fdr"
+    )
     assert len(risk) == 1 + 120
 
 

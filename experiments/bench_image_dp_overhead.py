@@ -1,0 +1,166 @@
+"""DP-SGD step time vs non-private step time, per verified grad_sample_mode, for the image models.
+
+Each image model on 28×28 grey images (MedMNIST size), logical batch 64, SGD with momentum: the
+GroupNorm CNN (16-32-64), a small GroupNorm ResNet, and the ScatterNet linear head on scattering
+features computed once beforehand (as `fit` would reuse them; the one-off scattering cost is
+printed separately). Step time does not depend on pixel values, so the images are seeded uniform
+noise. A DP step runs through `dptrain.privacy.engine.make_private` on Opacus' Poisson-sampled
+batches (expected size = the batch size); the non-private step on fixed-size batches. All models
+and modes run in one process, interleaved across repeats, so machine noise hits them alike.
+
+    python experiments/bench_image_dp_overhead.py [--steps 50] [--seconds 1] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dptrain.models import CNNConfig, ResNetConfig, ScatterNetConfig, model_name
+from dptrain.privacy.engine import TrainingParts, make_private
+from dptrain.training.loop import RecordLoss, TensorRecords, already_batched
+
+IMAGE_SHAPE = (1, 28, 28)
+N_CLASSES = 2
+
+
+def image_models() -> dict[str, object]:
+    """The benchmarked configs, by label."""
+    return {
+        "cnn 16-32-64": CNNConfig(),
+        "resnet-18 layout, width 16": ResNetConfig(depth=18, width=16, groups=8),
+        "scatternet + linear": ScatterNetConfig(),
+    }
+
+
+def training_records(config: object, n_images: int, *, scattering_seconds: dict) -> TensorRecords:
+    """Seeded noise images (or their scattering features, timed), with balanced labels."""
+    rng = np.random.default_rng(0)
+    images = rng.random((n_images, *IMAGE_SHAPE), dtype=np.float32)
+    frontend = getattr(config, "frontend", None)
+    if frontend is not None:
+        started = time.perf_counter()
+        images = frontend(IMAGE_SHAPE).transform(images)
+        scattering_seconds[model_name(config)] = time.perf_counter() - started
+    labels = np.arange(n_images) % N_CLASSES
+    return TensorRecords(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def ms_per_step(
+    config: object,
+    mode: str,
+    records: TensorRecords,
+    *,
+    batch_size: int,
+    steps: int,
+    seconds: float,
+) -> float:
+    """Milliseconds per optimiser step of one training setup, after two warm-up steps.
+
+    Runs ``steps`` steps, or fewer (at least two) once ``seconds`` have passed, so slow setups
+    cost bounded time.
+    """
+    torch.manual_seed(0)
+    module = config.build(tuple(records.features.shape[1:]), N_CLASSES)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
+    criterion = RecordLoss(multilabel=False, class_weights=None)
+    loader = DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=already_batched)
+    if mode != "none":
+        parts = make_private(
+            TrainingParts(module, optimizer, criterion, loader),
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+            grad_sample_mode=mode,
+            accountant="prv",
+            noise_seed=0,
+        )
+        module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
+        loader = parts.data_loader
+    module.train()
+
+    def run(limit: int, deadline: float) -> int:
+        done = 0
+        while done < limit:
+            for features, labels in loader:
+                optimizer.zero_grad(set_to_none=True)
+                criterion(module(features), labels).backward()
+                optimizer.step()
+                done += 1
+                if done == limit or (done >= 2 and time.perf_counter() > deadline):
+                    return done
+        return done
+
+    run(2, deadline=0.0)  # warm-up
+    started = time.perf_counter()
+    done = run(steps, deadline=started + seconds)
+    return 1000.0 * (time.perf_counter() - started) / done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=1.0, help="time cap per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    scattering_seconds: dict[str, float] = {}
+    models = image_models()
+    records = {
+        label: training_records(config, args.images, scattering_seconds=scattering_seconds)
+        for label, config in models.items()
+    }
+    modes = {label: ("none", *type(config).grad_sample_modes) for label, config in models.items()}
+    times: dict[tuple[str, str], list[float]] = {
+        (label, mode): [] for label in models for mode in modes[label]
+    }
+    for _ in range(args.repeats):
+        for label, config in models.items():
+            for mode in modes[label]:
+                times[label, mode].append(
+                    ms_per_step(
+                        config,
+                        mode,
+                        records[label],
+                        batch_size=args.batch_size,
+                        steps=args.steps,
+                        seconds=args.seconds,
+                    )
+                )
+    print(
+        f"28x28 grey, batch {args.batch_size}, {args.images} images, up to {args.steps} steps "
+        f"or {args.seconds} s x {args.repeats} interleaved repeats, torch threads {args.threads}"
+    )
+    for name, seconds in scattering_seconds.items():
+        print(f"{name}: scattering front end {1000 * seconds / args.images:.2f} ms/image, once")
+    print(
+        f"{'model':<28}{'grad_sample_mode':<20}{'ms/step':>9}{'min':>8}{'max':>8}"
+        f"{'DP/non-DP':>11}{'(of mins)':>11}"
+    )
+    for label, config in models.items():
+        baseline = statistics.median(times[label, "none"])
+        baseline_min = min(times[label, "none"])
+        default = type(config).default_grad_sample_mode
+        for mode in modes[label]:
+            median = statistics.median(times[label, mode])
+            shown = "none (non-private)" if mode == "none" else mode
+            shown += " *" if mode == default else ""
+            print(
+                f"{label:<28}{shown:<20}{median:>9.2f}{min(times[label, mode]):>8.2f}"
+                f"{max(times[label, mode]):>8.2f}{median / baseline:>10.2f}x"
+                f"{min(times[label, mode]) / baseline_min:>10.2f}x"
+            )
+    print("* the model's default_grad_sample_mode")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Is the per-patient answer stable across K? Sub-audits of one set of trained audit models.
+
+On the default run's data and recipe (`conf/`: ACTG 175, the MLP), the audit models are trained
+once at the largest K; sub-audits of each smaller K are then taken from disjoint blocks of model
+pairs (while the blocks fit; a size that no longer fits reuses the first pairs and is marked), and
+each is analysed exactly as a run's audit is (`analyse_signals`). Printed per privacy setting:
+
+    K, raw share of patients with AUC > 0.8, share whose lower bound is > 0.8, the empirical-Bayes
+    share with true AUC > 0.8 and its interval, the FDR list size (and how much of it the largest
+    disjoint sub-audit's list confirms), split-half ρ and its Spearman–Brown value, the null floor
+    of the largest patient AUC, and online LiRA's AUC with a fixed vs a per-record variance.
+
+Full size (issue 7's table; hours on 2 cores, minutes on 16):
+
+    python experiments/bench_patient_risk_stability.py --sizes 16 32 64 128 256
+
+A smoke run in about a minute:
+
+    python experiments/bench_patient_risk_stability.py --sizes 4 8 16 --epochs 2 \\
+        --privacy none --null-repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+from dptrain.audit.reference import Recipe, train_reference_models
+from dptrain.audit.run import AuditResult, analyse_signals
+from dptrain.cli.config import compose_run_config
+from dptrain.data.splits import balanced_membership_masks
+
+THRESHOLD = 0.8
+
+
+def sub_audit_pairs(sizes: list[int]) -> dict[int, tuple[np.ndarray, bool]]:
+    """Per K, the model pairs it uses and whether they are disjoint from the other sizes'."""
+    largest = max(sizes)
+    plans, start = {}, 0
+    for size in sorted(sizes):
+        if start + size // 2 <= largest // 2 and size != largest:
+            plans[size] = (np.arange(start, start + size // 2), True)
+            start += size // 2
+        else:
+            plans[size] = (np.arange(size // 2), False)
+    return plans
+
+
+def models_of(pairs: np.ndarray) -> np.ndarray:
+    return np.sort(np.concatenate((2 * pairs, 2 * pairs + 1)))
+
+
+def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str) -> str:
+    patients, shares = audit.patients, audit.deconvolution
+    index = int(np.flatnonzero(np.isclose(patients.thresholds, THRESHOLD))[0])
+    n = patients.n_patients
+    lira = {a.variant: a.metrics.auc for a in audit.attacks if a.name == "lira"}
+    floor = audit.null_floor
+    return (
+        f"{size:>5}{'' if disjoint else '*':1}"
+        f"{patients.exposed[index] / n:>9.1%}{patients.exposed_lower_bound[index] / n:>9.1%}"
+        f"{shares.share_above[index]:>9.1%} [{shares.share_lower[index]:.1%}, "
+        f"{shares.share_upper[index]:.1%}]"
+        f"{audit.exposure.n_exposed:>7}{confirmed:>11}"
+        f"{audit.reliability.half_rho:>8.2f}{audit.reliability.full_rho:>8.2f}"
+        f"{floor.band(floor.max_auc)[0]:>9.3f}"
+        f"{lira.get('fixed variance', float('nan')):>9.3f}"
+        f"{lira.get('per-record variance', float('nan')):>9.3f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    parser.add_argument(
+        "--privacy", nargs="+", default=["none", "8"], help="'none' or an ε, one table each"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--null-repeats", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if any(size < 4 or size % 2 for size in args.sizes):
+        parser.error(f"sizes must be even numbers >= 4, got {args.sizes}")
+    warnings.filterwarnings("ignore")
+    plans = sub_audit_pairs(args.sizes)
+    largest = max(args.sizes)
+    for setting in args.privacy:
+        overrides = ["privacy=none"] if setting == "none" else [f"privacy.epsilon={setting}"]
+        if args.epochs is not None:
+            overrides.append(f"train.epochs={args.epochs}")
+        config = compose_run_config(overrides)
+        cohort = config.data.load()
+        membership = balanced_membership_masks(
+            patient_labels=cohort.patient_labels, num_models=largest, seed=args.seed
+        )
+        started = time.perf_counter()
+        outputs = train_reference_models(
+            pool=cohort,
+            membership=membership,
+            recipe=Recipe(model_factory=config.model, privacy=config.privacy, train=config.train),
+            seed=args.seed,
+            workers=args.workers,
+        )
+        trained = time.perf_counter() - started
+        signals = np.stack([output.signals for output in outputs])
+        audits = {}
+        for size in sorted(args.sizes):
+            models = models_of(plans[size][0])
+            for fixed in (True, False):  # LiRA's two variances side by side
+                audit_config = dataclasses.replace(
+                    config.audit,
+                    num_models=size,
+                    null_repeats=args.null_repeats,
+                    lira_fixed_variance=fixed,
+                    attacks=["loss", "lira", "rmia"] if fixed else ["lira"],
+                )
+                result = analyse_signals(
+                    signals=signals[models],
+                    membership=membership[models],
+                    cohort=cohort,
+                    model_privacy=outputs[0].privacy,
+                    audit=audit_config,
+                    seed=args.seed,
+                )
+                if fixed:
+                    audits[size] = result
+                else:
+                    per_record = result.attacks[0]
+                    audits[size] = dataclasses.replace(
+                        audits[size], attacks=(*audits[size].attacks, per_record)
+                    )
+        disjoint_sizes = [size for size in args.sizes if plans[size][1]]
+        reference = max(disjoint_sizes) if disjoint_sizes else None
+        label = "non-private" if setting == "none" else f"ε = {setting}"
+        print(
+            f"\n{label}: {cohort.n_patients} patients, {largest} models trained in "
+            f"{trained:.0f} s; * = pairs shared with other sizes; 'confirmed' = share of the "
+            f"list also on the K = {reference} disjoint audit's list"
+        )
+        print(
+            f"{'K':>6}{'raw>0.8':>9}{'LB>0.8':>9}{'EB>0.8 [interval]':>24}{'FDR':>7}"
+            f"{'confirmed':>11}{'ρ half':>8}{'ρ full':>8}{'null max':>9}{'LiRA fix':>9}"
+            f"{'LiRA rec':>9}"
+        )
+        for size in sorted(args.sizes):
+            audit, disjoint = audits[size], plans[size][1]
+            confirmed = "—"
+            if reference is not None and disjoint and size != reference:
+                listed = audit.exposure.exposed
+                if listed.any():
+                    agreed = np.mean(audits[reference].exposure.exposed[listed])
+                    confirmed = f"{agreed:.0%}"
+            print(row(size, audit, disjoint, confirmed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Signals of K audit models simulated with numpy: a known membership effect per record."""
+
+import numpy as np
+
+from dptrain.data.splits import balanced_membership_masks
+
+
+def simulate_audit(
+    *, num_models: int, true_z: np.ndarray, seed: int, record_patient: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signals, patient membership, record membership) with record r's true AUC Φ(true_z[r]).
+
+    Each record's signal is N(level_r, 1) when OUT and N(level_r + √2·z_r, 1) when IN, so the
+    binormal AUC of its IN-vs-OUT comparison is Φ(z_r); levels vary between records.
+    """
+    rng = np.random.default_rng(seed)
+    n_records = len(true_z)
+    record_patient = np.arange(n_records) if record_patient is None else record_patient
+    n_patients = int(record_patient.max()) + 1
+    membership = balanced_membership_masks(
+        patient_labels=np.zeros(n_patients, dtype=np.int64), num_models=num_models, seed=seed
+    )
+    record_membership = membership[:, record_patient]
+    level = rng.normal(0.0, 2.0, n_records)
+    signals = (
+        level
+        + np.sqrt(2.0) * np.asarray(true_z) * record_membership
+        + rng.normal(size=(num_models, n_records))
+    )
+    return signals, membership, record_membership

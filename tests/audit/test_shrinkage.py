@@ -1,0 +1,89 @@
+"""Empirical-Bayes share of patients at risk: recovers a planted share, the same at every K."""
+
+import numpy as np
+from scipy.stats import norm
+
+from dptrain.audit.paired import pair_differences, paired_t
+from dptrain.audit.shrinkage import deconvolve_patient_auc
+from tests.audit.simulate import simulate_audit
+
+N_PATIENTS, PLANTED = 1500, 0.10
+
+
+def deconvolve(num_models, true_z, seed, *, record_patient=None, num_bootstrap=30):
+    signals, _, record_membership = simulate_audit(
+        num_models=num_models, true_z=true_z, seed=seed, record_patient=record_patient
+    )
+    t, dof = paired_t(pair_differences(signals, record_membership))
+    record_patient = np.arange(len(true_z)) if record_patient is None else record_patient
+    fit = deconvolve_patient_auc(
+        t_statistics=t,
+        dof=dof,
+        record_patient=record_patient,
+        n_patients=int(record_patient.max()) + 1,
+        thresholds=(0.8, 0.9),
+        num_bootstrap=num_bootstrap,
+        rng=np.random.default_rng(seed),
+    )
+    return fit, norm.cdf(t / np.sqrt(dof + 1))
+
+
+def test_planted_share_is_recovered_within_its_interval_and_is_stable_across_k():
+    """10 % of patients at true AUC 0.98, the rest at 0.5: raw shares above 0.8 are inflated."""
+    true_z = np.where(np.arange(N_PATIENTS) < PLANTED * N_PATIENTS, 2.0, 0.0)
+    estimates = {}
+    for num_models in (16, 64):
+        fit, raw_auc = deconvolve(num_models, true_z, seed=num_models)
+        for index in range(2):
+            assert fit.share_lower[index] <= PLANTED <= fit.share_upper[index], num_models
+        estimates[num_models] = fit.share_above[0]
+        if num_models == 16:
+            assert np.mean(raw_auc > 0.8) > PLANTED + 0.015  # raw shares are inflated by noise
+    assert abs(estimates[16] - estimates[64]) < 0.02
+
+
+def test_without_leakage_the_estimated_share_is_near_zero_and_auc_shrinks_to_one_half():
+    fit, raw_auc = deconvolve(16, np.zeros(N_PATIENTS), seed=3)
+    assert raw_auc.max() > 0.9  # the noisiest raw estimates look alarming
+    assert fit.share_above[0] < 0.01 and fit.share_upper[0] < 0.03
+    assert np.max(fit.shrunken_auc) < 0.65
+    assert np.all(np.diff(fit.shrunken_auc[np.argsort(raw_auc)]) >= -1e-9)  # order kept
+
+
+def test_a_patient_is_at_risk_if_any_of_their_records_is():
+    """The prior is fitted per record, so grouping records into patients only combines them."""
+    true_z = np.where(np.arange(400) % 5 == 0, 1.5, 0.0)
+    signals, _, record_membership = simulate_audit(num_models=32, true_z=true_z, seed=4)
+    t, dof = paired_t(pair_differences(signals, record_membership))
+    fits = [
+        deconvolve_patient_auc(
+            t_statistics=t,
+            dof=dof,
+            record_patient=record_patient,
+            n_patients=record_patient.max() + 1,
+            thresholds=(0.8, 0.9),
+            num_bootstrap=0,
+            rng=np.random.default_rng(0),
+        )
+        for record_patient in (np.arange(400), np.arange(400) // 2)
+    ]
+    alone, grouped = fits
+    tails = alone.tail_probability.reshape(200, 2, 2)
+    np.testing.assert_allclose(
+        grouped.tail_probability, 1 - (1 - tails[:, 0]) * (1 - tails[:, 1]), atol=1e-9
+    )
+    assert np.all(grouped.shrunken_auc >= alone.shrunken_auc.reshape(200, 2).max(axis=1) - 1e-9)
+    assert np.isnan(grouped.share_lower).all()  # no bootstrap, no interval
+
+
+def test_too_few_pairs_give_an_undefined_estimate():
+    fit = deconvolve_patient_auc(
+        t_statistics=np.full(5, np.nan),
+        dof=0,
+        record_patient=np.arange(5),
+        n_patients=5,
+        thresholds=(0.8,),
+        rng=np.random.default_rng(0),
+    )
+    assert np.isnan(fit.share_above).all() and np.isnan(fit.shrunken_auc).all()
+    assert fit.num_bootstrap == 0
