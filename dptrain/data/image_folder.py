@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from dptrain.data.cohort import Cohort
 from dptrain.data.preprocessing import ImageNormalize
-from dptrain.data.tables import check_subgroup_bins, read_table, subgroup_bands, value_string
+from dptrain.data.tables import (
+    check_subgroup_bins,
+    read_table,
+    require_columns,
+    subgroup_bands,
+    value_string,
+)
 from dptrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -241,13 +247,11 @@ def load_image_folder(config: ImageFolderDataConfig) -> Cohort:
     """
     frame = _read_metadata(config.path)
     source = Path(config.path).name
-    _require_columns(frame, [config.path_column], "data.path_column", source)
-    _require_columns(frame, [config.id_column], "data.id_column", source)
-    _require_columns(frame, config.label_columns, "data.label_columns", source)
-    _require_columns(
-        frame, config.patient_subgroup_columns, "data.patient_subgroup_columns", source
-    )
-    _require_columns(frame, config.record_subgroup_columns, "data.record_subgroup_columns", source)
+    require_columns(frame, [config.path_column], "data.path_column", source)
+    require_columns(frame, [config.id_column], "data.id_column", source)
+    require_columns(frame, config.label_columns, "data.label_columns", source)
+    require_columns(frame, config.patient_subgroup_columns, "data.patient_subgroup_columns", source)
+    require_columns(frame, config.record_subgroup_columns, "data.record_subgroup_columns", source)
     for column, field_name in (
         (config.id_column, "data.id_column"),
         (config.path_column, "data.path_column"),
@@ -340,15 +344,6 @@ def _read_images(
         except DECODE_ERRORS as error:
             bad[i] = f"unreadable: {_one_line(error)}"
     return images, dict(sorted(bad.items()))
-
-
-def _require_columns(frame: pd.DataFrame, columns: list[str], field_name: str, source: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        shown = ", ".join(map(str, frame.columns[:12])) + (", ..." if frame.shape[1] > 12 else "")
-        raise DataError(
-            f"{field_name}: column {missing[0]!r} not in {source} (its columns: {shown})"
-        )
 
 
 def _labels(

@@ -96,9 +96,9 @@ def load_table(config: TableDataConfig) -> Cohort:
     """
     frame = read_table(config.path)
     source = Path(config.path).name
-    _require_columns(frame, [config.id_column], "data.id_column", source)
-    _require_columns(frame, config.label_columns, "data.label_columns", source)
-    _require_columns(frame, config.subgroup_columns, "data.subgroup_columns", source)
+    require_columns(frame, [config.id_column], "data.id_column", source)
+    require_columns(frame, config.label_columns, "data.label_columns", source)
+    require_columns(frame, config.subgroup_columns, "data.subgroup_columns", source)
 
     missing_ids = frame[config.id_column].isna()
     if missing_ids.any():
@@ -125,7 +125,8 @@ def load_table(config: TableDataConfig) -> Cohort:
     )
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], field_name: str, source: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: list[str], field_name: str, source: str) -> None:
+    """Raises a one-line `DataError` naming the first of ``columns`` missing from ``frame``."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         shown = ", ".join(map(str, frame.columns[:12])) + (", ..." if frame.shape[1] > 12 else "")
@@ -181,7 +182,7 @@ def _encode_labels(
 def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) -> pd.DataFrame:
     not_inputs = {config.id_column, *config.label_columns, *config.exclude_columns}
     if config.feature_columns:
-        _require_columns(frame, config.feature_columns, "data.feature_columns", source)
+        require_columns(frame, config.feature_columns, "data.feature_columns", source)
         leaking = sorted(not_inputs & set(config.feature_columns))
         if leaking:
             raise ConfigError(
@@ -193,7 +194,7 @@ def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) ->
         columns = [c for c in frame.columns if c not in not_inputs]
     if not columns:
         raise ConfigError(f"data.feature_columns: no feature columns left in {source}")
-    _require_columns(frame, config.categorical_columns, "data.categorical_columns", source)
+    require_columns(frame, config.categorical_columns, "data.categorical_columns", source)
     features = frame[columns]
     categorical = [
         c
