@@ -35,7 +35,7 @@ from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_ri
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.reliability import SplitHalfReliability, split_half_reliability
 from dptrain.audit.shrinkage import RiskDeconvolution, deconvolve_patient_auc
-from dptrain.audit.subgroups import SubgroupRisk, subgroup_risk
+from dptrain.audit.subgroups import SubgroupRisk, record_subgroup_risk, subgroup_risk
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.models import ModelFactory
@@ -343,6 +343,13 @@ def analyse_signals(
                 thresholds=thresholds,
                 exposure=exposure,
                 tail_probability=deconvolution.tail_probability,
+            )
+            + record_subgroup_risk(
+                vulnerability,
+                record_patient=cohort.record_patient,
+                record_attributes=dict(cohort.record_attributes),
+                thresholds=thresholds,
+                how=audit.patient_aggregation,
             )
         ),
         warnings=tuple(_warnings(audit, len(membership), bounds, risk, patients, floor)),

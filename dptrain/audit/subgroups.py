@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dptrain.audit.fdr import PatientExposure, benjamini_hochberg
-from dptrain.audit.patients import PatientRisk
+from dptrain.audit.metrics import RecordVulnerability
+from dptrain.audit.patients import PatientRisk, aggregate_by_patient
 
 WHOLE_COHORT = "all patients"
 
@@ -86,6 +87,60 @@ def subgroup_risk(
         for value in np.unique(values):
             rows.append(
                 _summarise(risk, values == value, attribute, str(value), thresholds, **extra)
+            )
+    return rows
+
+
+def record_subgroup_risk(
+    vulnerability: RecordVulnerability,
+    *,
+    record_patient: np.ndarray,
+    record_attributes: dict[str, np.ndarray],
+    thresholds: tuple[float, ...],
+    how: str = "max",
+) -> list[SubgroupRisk]:
+    """Leakage by record-level metadata (view, device): patients' risk through those records only.
+
+    For each value of a record attribute, a patient's AUC aggregates (``how``) the AUCs of their
+    records with that value; the row covers the patients who have at least one such record. The
+    attribute is shown as ``<name> (records)``.
+
+    Example:
+        >>> vulnerability = RecordVulnerability(auc=np.array([0.9, 0.5, 0.6]),
+        ...     standard_error=np.zeros(3), lower_bound=np.array([0.8, 0.4, 0.5]),
+        ...     num_in=np.ones(3, int), num_out=np.ones(3, int), confidence=0.95)
+        >>> rows = record_subgroup_risk(vulnerability, record_patient=np.array([0, 0, 1]),
+        ...     record_attributes={"view": np.array(["AP", "PA", "PA"])}, thresholds=(0.8,))
+        >>> [(r.value, r.n_patients, r.max_auc) for r in rows]
+        [('AP', 1, 0.9), ('PA', 2, 0.6)]
+    """
+    rows = []
+    for attribute, values in record_attributes.items():
+        for value in np.unique(values):
+            records = values == value
+            patients, local = np.unique(record_patient[records], return_inverse=True)
+            aggregate = {"record_patient": local, "n_patients": len(patients), "how": how}
+            risk = PatientRisk(
+                patient_ids=patients.astype(str),
+                auc=aggregate_by_patient(vulnerability.auc[records], **aggregate),
+                standard_error=np.full(len(patients), np.nan),
+                lower_bound=aggregate_by_patient(vulnerability.lower_bound[records], **aggregate),
+                n_records=np.bincount(local, minlength=len(patients)),
+                attributes={},
+                aggregation=how,
+                confidence=vulnerability.confidence,
+            )
+            everyone = np.ones(len(patients), dtype=bool)
+            rows.append(
+                _summarise(
+                    risk,
+                    everyone,
+                    f"{attribute} (records)",
+                    str(value),
+                    thresholds,
+                    exposure=None,
+                    tail_probability=None,
+                )
             )
     return rows
 

@@ -85,6 +85,9 @@ def test_image_folder_patients_with_several_images_stay_whole(monkeypatch, capsy
     results = read_results(run_dir / "results.json")
     assert results["data"]["cohort"]["max_records_per_patient"] > 1
     assert {"sex", "view"} <= set(results["utility"]["subgroups"])
+    leakage_rows = {row["attribute"] for row in results["audit"]["subgroups"]}
+    assert {"all patients", "sex", "view (records)"} <= leakage_rows
+    assert "view (records)" in (run_dir / "report.md").read_text()
     arrays = np.load(run_dir / "audit_arrays.npz")
     membership, record_patient = arrays["membership"], arrays["record_patient"]
     record_membership = membership[:, record_patient]
