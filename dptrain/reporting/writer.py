@@ -64,6 +64,7 @@ def write_run(
             model,
             output_dir / CHECKPOINT_FILE,
             model_config=report.config.get("model", {}),
+            frontend=report.training.get("frontend"),
         )
     }
     audit_sections: list[str] = []

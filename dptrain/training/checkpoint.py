@@ -19,13 +19,21 @@ from dptrain.training.fit import TrainedModel
 CHECKPOINT_FORMAT = 2
 
 
-def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, Any]) -> Path:
+def save_checkpoint(
+    model: TrainedModel,
+    path: Path,
+    *,
+    model_config: dict[str, Any],
+    frontend: str | None = None,
+) -> Path:
     """Writes ``model`` to ``path`` (atomically: a crash leaves no half-written checkpoint).
 
     Args:
         model: The trained model.
         path: Target file, conventionally ``model.pt``.
         model_config: The model's config as plain values, to rebuild the module before loading.
+        frontend: Name of the fixed front end the inputs went through before ``preprocessing``
+            (e.g. ``scattering2d(J=2,L=8)``; rebuilt from ``model_config``), None without one.
 
     Returns:
         The path written.
@@ -46,6 +54,7 @@ def save_checkpoint(model: TrainedModel, path: Path, *, model_config: dict[str, 
         "privacy": privacy,
         "task": model.task,
         "model_config": model_config,
+        "frontend": frontend or "",
     }
     partial = path.with_suffix(path.suffix + ".partial")
     torch.save(checkpoint, partial)

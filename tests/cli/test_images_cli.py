@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dptrain.data.fake import write_fake_image_folder, write_fake_medmnist_npz
 from dptrain.reporting.results import read_results
@@ -59,6 +60,9 @@ def test_scatternet_front_end_runs_once_and_the_head_trains(
     assert results["data"]["cohort"]["feature_shape"] == [81, 7, 7]
     assert "frontend" in results["timings"] or "frontend_seconds" in results["timings"]
     assert "fixed scattering2d" in (run_dir / "report.md").read_text()
+    checkpoint = torch.load(run_dir / "model.pt", weights_only=True)
+    assert checkpoint["frontend"].startswith("scattering2d")
+    assert checkpoint["preprocessing"]["kind"] == "standardize"  # on the scattering features
 
 
 @pytest.mark.slow
@@ -145,8 +149,6 @@ def test_missing_medmnist_file_says_where_to_get_it(monkeypatch, capsys, tmp_pat
 
 
 def test_batchnorm_weights_are_refused_with_the_fix(monkeypatch, capsys, tmp_path, tiny_npz):
-    import torch
-
     weights = tmp_path / "weights.pt"
     torch.save({"features.1.running_mean": torch.zeros(4)}, weights)
     code, _, err = run_app(
