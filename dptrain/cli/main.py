@@ -76,6 +76,11 @@ def summary(report: RunReport, output_dir: Path) -> str:
         f"{cohort['n_records']} records (train {data['train']['n_patients']} / test "
         f"{data['test']['n_patients']} patients)",
     ]
+    lines += [
+        f"warning      {note.removeprefix('WARNING:').strip()}"
+        for note in cohort.get("notes", [])
+        if note.startswith("WARNING")
+    ]
     if spend.private:
         lines.append(
             f"privacy      ε = {spend.epsilon:.3f} ({spend.accountant.upper()}; RDP "

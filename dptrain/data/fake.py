@@ -246,3 +246,257 @@ def write_fake_image_folder(
     metadata = root / "metadata.csv"
     table.to_csv(metadata, index=False)
     return metadata
+
+
+# ---------------------------------------------------------------- ECG (WFDB)
+
+FAKE_SCP_STATEMENTS = pd.DataFrame(
+    {
+        "description": [
+            "normal ECG",
+            "inferior myocardial infarction",
+            "non-diagnostic T abnormalities",
+            "left anterior fascicular block",
+            "left ventricular hypertrophy",
+            "sinus rhythm",
+            "low amplitude T-waves",
+        ],
+        "diagnostic": [1.0, 1.0, 1.0, 1.0, 1.0, np.nan, np.nan],
+        "form": [np.nan, np.nan, 1.0, np.nan, np.nan, np.nan, 1.0],
+        "rhythm": [np.nan, np.nan, np.nan, np.nan, np.nan, 1.0, np.nan],
+        "diagnostic_class": ["NORM", "MI", "STTC", "CD", "HYP", np.nan, np.nan],
+        "diagnostic_subclass": ["NORM", "IMI", "STTC", "LAFB/LPFB", "LVH", np.nan, np.nan],
+    },
+    index=pd.Index(["NORM", "IMI", "NDT", "LAFB", "LVH", "SR", "LOWT"]),
+)
+FAKE_CODE_OF_CLASS = {"NORM": "NORM", "MI": "IMI", "STTC": "NDT", "CD": "LAFB", "HYP": "LVH"}
+PTBXL_LEADS = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+def fake_ecg(
+    *,
+    seconds: float,
+    rate_hz: float,
+    n_leads: int,
+    rng: np.random.Generator,
+    beat_seconds: np.ndarray | None = None,
+    lead_gain: np.ndarray | None = None,
+    qrs_width: float = 0.025,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy synthetic ECG ``(samples, leads)`` in mV and its R-peak times in seconds.
+
+    Beats are Gaussian P, QRS and T waves; ``lead_gain`` ``(leads, 3)`` scales the three waves
+    per lead (how the loaders' tests plant a class signal); baseline wander and noise are added.
+    """
+    samples = round(seconds * rate_hz)
+    time = np.arange(samples) / rate_hz
+    if beat_seconds is None:
+        period = rng.uniform(0.7, 1.0)
+        beat_seconds = np.arange(rng.uniform(0.2, 0.6), seconds - 0.2, period)
+    gain = np.ones((n_leads, 3)) if lead_gain is None else lead_gain
+    waves = np.zeros((3, samples))
+    for peak in beat_seconds:
+        waves[0] += 0.15 * np.exp(-(((time - peak + 0.18) / 0.03) ** 2))
+        waves[1] += np.exp(-(((time - peak) / qrs_width) ** 2))
+        waves[2] += 0.3 * np.exp(-(((time - peak - 0.3) / 0.06) ** 2))
+    signal = gain @ waves  # (leads, samples)
+    signal += 0.2 * np.sin(2 * np.pi * 0.2 * time + rng.uniform(0, 6.3, size=(n_leads, 1)))
+    signal += 0.03 * rng.normal(size=signal.shape)
+    return signal.T, np.asarray(beat_seconds)
+
+
+def write_fake_ptbxl(
+    root: str | Path,
+    *,
+    n_patients: int,
+    max_ecgs_per_patient: int = 3,
+    sampling_rate: int = 100,
+    seconds: float = 10.0,
+    undiagnosed: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Writes a tiny PTB-XL: ``ptbxl_database.csv``, ``scp_statements.csv``, WFDB records.
+
+    Each patient gets 1..``max_ecgs_per_patient`` 12-lead ECGs in ``records{rate}/00000/``
+    (``<ecg_id>_lr`` at 100 Hz, ``_hr`` at 500 Hz; only the requested rate is written), all in one
+    ``strat_fold`` (1..10, cycling over patients). Each ECG gets 1-2 diagnostic superclasses,
+    each scaling the waves of its own leads (a learnable signal), plus a rhythm code; the first
+    ``undiagnosed`` ECGs have only the rhythm code (no superclass), and the first patient is
+    over 89 (age stored as 300, as PTB-XL does).
+
+    Args:
+        root: Folder to write into.
+        n_patients: Number of patients.
+        max_ecgs_per_patient: Each patient gets 1..this many ECGs.
+        sampling_rate: 100 or 500.
+        seconds: Length of each ECG.
+        undiagnosed: ECGs without a diagnostic code.
+        seed: Seed.
+
+    Returns:
+        The path of ``ptbxl_database.csv``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     table = pd.read_csv(write_fake_ptbxl(folder, n_patients=3, seed=1))
+        ...     table["patient_id"].nunique(), table["filename_lr"][0]
+        (3, 'records100/00000/00001_lr')
+    """
+    import wfdb
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    classes = list(FAKE_CODE_OF_CLASS)
+    rows = []
+    ecg_id = 0
+    for patient in range(n_patients):
+        age = 300.0 if patient == 0 else float(rng.integers(20, 89))
+        sex = int(rng.integers(0, 2))
+        for _ in range(int(rng.integers(1, max_ecgs_per_patient + 1))):
+            ecg_id += 1
+            if ecg_id <= undiagnosed:
+                present: list[str] = []
+            else:
+                present = list(rng.choice(classes, size=int(rng.integers(1, 3)), replace=False))
+            codes = {FAKE_CODE_OF_CLASS[c]: 100.0 for c in present} | {"SR": 0.0}
+            gain = np.ones((12, 3))
+            for c in present:
+                leads = 2 * classes.index(c) + np.arange(2)
+                gain[leads] *= [1.0, 1.8, -1.0]  # taller QRS, inverted T on the class's leads
+            signal, _ = fake_ecg(
+                seconds=seconds, rate_hz=sampling_rate, n_leads=12, rng=rng, lead_gain=gain
+            )
+            names = {
+                rate: f"records{rate}/00000/{ecg_id:05d}_{suffix}"
+                for rate, suffix in ((100, "lr"), (500, "hr"))
+            }
+            folder = root / f"records{sampling_rate}" / "00000"
+            folder.mkdir(parents=True, exist_ok=True)
+            wfdb.wrsamp(
+                Path(names[sampling_rate]).name,
+                fs=sampling_rate,
+                units=["mV"] * 12,
+                sig_name=list(PTBXL_LEADS),
+                p_signal=signal,
+                fmt=["16"] * 12,
+                write_dir=str(folder),
+            )
+            rows.append(
+                {
+                    "ecg_id": ecg_id,
+                    "patient_id": float(1000 + patient),
+                    "age": age,
+                    "sex": sex,
+                    "site": float(patient % 3),
+                    "device": ["CS-12   E", "AT-6 C 5.5"][patient % 2],
+                    "scp_codes": repr(codes),
+                    "strat_fold": patient % 10 + 1,
+                    "filename_lr": names[100],
+                    "filename_hr": names[500],
+                }
+            )
+    FAKE_SCP_STATEMENTS.to_csv(root / "scp_statements.csv")
+    database = root / "ptbxl_database.csv"
+    pd.DataFrame(rows).to_csv(database, index=False)
+    return database
+
+
+def write_fake_mitbih(
+    root: str | Path,
+    *,
+    records: list[str],
+    seconds: float = 60.0,
+    rate_hz: float = 360.0,
+    leads: tuple[str, ...] = ("MLII", "V1"),
+    seed: int = 0,
+) -> list[Path]:
+    """Writes MIT-BIH-style records: 2-lead WFDB signals with ``.atr`` beat annotations.
+
+    Beats come every ~0.8 s; about 10% are premature atrial beats (``A``, AAMI S: early, normal
+    shape) and 10% ventricular (``V``: wide, inverted QRS). Rhythm (``+``) and noise (``~``)
+    annotations, which are not beats, are interleaved. Each header carries the MIT-BIH
+    demographics comment ``# <age> <sex> ...``.
+
+    Args:
+        root: Folder to write into.
+        records: Record names, e.g. ``["100", "101"]``.
+        seconds: Length of each recording.
+        rate_hz: Sampling rate.
+        leads: Signal names.
+        seed: Seed.
+
+    Returns:
+        The ``.hea`` paths written.
+
+    Example:
+        >>> import tempfile, wfdb
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = write_fake_mitbih(folder, records=["100"], seconds=10, seed=0)
+        ...     symbols = wfdb.rdann(f"{folder}/100", "atr").symbol
+        >>> symbols[0], "N" in symbols
+        ('+', True)
+    """
+    import wfdb
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = []
+    for name in records:
+        peaks, symbols = [], []
+        time = 0.5
+        while time < seconds - 0.5:
+            kind = rng.choice(["N", "A", "V"], p=[0.8, 0.1, 0.1])
+            if kind == "A":
+                time -= 0.25  # premature
+            peaks.append(time)
+            symbols.append(str(kind))
+            time += rng.uniform(0.75, 0.85)
+        peaks = np.asarray(peaks)
+        normal, _ = fake_ecg(
+            seconds=seconds, rate_hz=rate_hz, n_leads=len(leads), rng=rng, beat_seconds=peaks
+        )
+        is_v = np.asarray(symbols) == "V"
+        wide, _ = fake_ecg(
+            seconds=seconds,
+            rate_hz=rate_hz,
+            n_leads=len(leads),
+            rng=rng,
+            beat_seconds=peaks[is_v],
+            lead_gain=np.tile([0.0, -1.2, 0.0], (len(leads), 1)),
+            qrs_width=0.07,
+        )
+        without_v, _ = fake_ecg(
+            seconds=seconds,
+            rate_hz=rate_hz,
+            n_leads=len(leads),
+            rng=rng,
+            beat_seconds=peaks[is_v],
+            lead_gain=np.tile([0.0, 1.0, 0.0], (len(leads), 1)),
+        )
+        signal = normal - without_v + wide  # V beats: a wide inverted QRS instead
+        wfdb.wrsamp(
+            name,
+            fs=rate_hz,
+            units=["mV"] * len(leads),
+            sig_name=list(leads),
+            p_signal=signal,
+            fmt=["212"] * len(leads),
+            comments=[f"{int(rng.integers(30, 85))} {rng.choice(['M', 'F'])} 1085 1629 x1"],
+            write_dir=str(root),
+        )
+        samples = np.round(peaks * rate_hz).astype(np.int64)
+        extra = np.array([5, int(samples[len(samples) // 2]) + 3])
+        all_samples = np.concatenate([samples, extra])
+        all_symbols = [*symbols, "+", "~"]
+        order = np.argsort(all_samples, kind="stable")
+        wfdb.wrann(
+            name,
+            "atr",
+            all_samples[order],
+            symbol=[all_symbols[i] for i in order],
+            write_dir=str(root),
+        )
+        written.append(root / f"{name}.hea")
+    return written

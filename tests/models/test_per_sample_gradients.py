@@ -24,6 +24,7 @@ from dptrain.models import (
     ResNetConfig,
     ScatterNetConfig,
 )
+from dptrain.models.ecg import CNN1DConfig, Scatter1DConfig
 
 BATCH = 4
 N_CLASSES = 3
@@ -45,6 +46,8 @@ CASES = {
         ScatterNetConfig(head="cnn", channels=[4, 8], groups=2, hidden=5),
         (81, 3, 3),
     ),
+    "cnn1d": (CNN1DConfig(width=4, depth=3, kernel_sizes=[5, 3, 3], groups=2), (2, 32)),
+    "scatter1d": (Scatter1DConfig(channels=4, groups=2), (10, 4)),
 }
 PARAMS = [
     pytest.param(case, mode, id=f"{case}-{mode}")

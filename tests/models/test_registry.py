@@ -15,6 +15,7 @@ from dptrain.models import (
     model_name,
     resolve_grad_sample_mode,
 )
+from dptrain.models.ecg import CNN1DConfig, Scatter1DConfig
 
 OPACUS_MODES = {"ghost", "hooks", "functorch", "ew"}
 
@@ -25,6 +26,8 @@ def test_registry_names() -> None:
         "cnn": CNNConfig,
         "resnet": ResNetConfig,
         "scatternet": ScatterNetConfig,
+        "cnn1d": CNN1DConfig,
+        "scatter1d": Scatter1DConfig,
     }
     for name, config_class in MODELS.items():
         assert model_name(model_config(name)) == name
@@ -35,7 +38,10 @@ def test_registry_names() -> None:
 def test_unknown_model_lists_the_valid_names() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"unknown model 'vgg': use one of \['cnn', 'mlp', 'resnet', 'scatternet'\]",
+        match=(
+            r"unknown model 'vgg': use one of "
+            r"\['cnn', 'cnn1d', 'mlp', 'resnet', 'scatter1d', 'scatternet'\]"
+        ),
     ):
         model_config("vgg")
 

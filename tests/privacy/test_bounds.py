@@ -232,3 +232,76 @@ def test_single_pair_bounds_are_valid_and_monotone(epsilon, delta, extra_epsilon
     assert_valid_bound(bound)
     assert np.all(bound.max_tpr <= looser.max_tpr + 1e-12)
     assert bound.max_auc <= looser.max_auc + 1e-12
+
+
+# ------------------------------------------------ the mixture at thousands of records per patient
+
+
+def exact_mixture_profile(sigma, q, steps, k, epsilons, interval):
+    """All k + 1 components, nothing dropped: the computation before truncation."""
+    counts = np.arange(k + 1)
+    pld = pld_lib.from_mixture_gaussian_mechanism(
+        sigma,
+        sensitivities=counts.astype(float),
+        sampling_probs=binom.pmf(counts, k, q),
+        value_discretization_interval=interval,
+    ).self_compose(steps)
+    return np.asarray(pld.get_delta_for_epsilon(epsilons))
+
+
+def test_mixture_components_drop_only_tails_below_the_budget():
+    components = bounds._mixture_components(5000, 0.01, 1e-16)
+    counts = components.counts
+    assert len(counts) < 200 and np.all(np.diff(counts) == 1)
+    assert counts[0] > 0 and counts[-1] < 5000  # both tails dropped around k q = 50
+    assert 0 < components.tail_mass <= 1e-16
+    dropped = binom.cdf(counts[0] - 1, 5000, 0.01) + binom.sf(counts[-1], 5000, 0.01)
+    assert components.tail_mass == pytest.approx(dropped, rel=1e-6)
+    assert components.weights.sum() == pytest.approx(1.0, abs=1e-12)
+    small = bounds._mixture_components(4, 0.1, 1e-16)  # nothing negligible: the exact mixture
+    assert small.counts.tolist() == [0, 1, 2, 3, 4] and small.tail_mass == 0.0
+
+
+@pytest.mark.parametrize("run_tail_mass", [1e-14, 1e-3])
+def test_truncated_mixture_is_an_upper_bound_on_the_exact_mixture(run_tail_mass):
+    # k = 40, q = 0.05: j concentrates on 0..8, so a tail budget drops most of the 41 components.
+    # 1e-3 is far above the default, to show the tail correction keeps the profile an upper bound.
+    sigma, q, steps, k = 3.0, 0.05, 20, 40
+    epsilons = np.linspace(0.0, 4.0, 17)
+    profile = bounds._composed_pld(
+        noise_multiplier=sigma,
+        sample_rate=q,
+        steps=steps,
+        group_size=k,
+        run_tail_mass=run_tail_mass,
+    )
+    kept = bounds._mixture_components(k, q, run_tail_mass / steps)
+    assert len(kept.counts) <= 25 and kept.tail_mass > 0
+    interval = bounds._VALUE_DISCRETIZATION_PER_RECORD * kept.counts[-1]
+    exact = exact_mixture_profile(sigma, q, steps, k, epsilons, interval)
+    truncated = profile.get_delta_for_epsilon(epsilons)
+    assert np.all(truncated >= exact - 1e-12)  # never below the exact profile ...
+    slack = steps * kept.tail_mass
+    assert np.all(truncated <= exact * (1 + 1e-3) + 2 * slack + 1e-12)  # ... and no looser
+    if run_tail_mass == 1e-14:
+        np.testing.assert_allclose(truncated, exact, rtol=1e-3, atol=1e-12)
+
+
+def test_patient_bound_at_thousands_of_records_is_fast_valid_and_monotone():
+    import time
+
+    started = time.perf_counter()
+    kwargs = dict(noise_multiplier=2.0, sample_rate=2e-4, steps=500)
+    big = dp_sgd_attack_bound(**kwargs, group_size=5000)
+    bigger = dp_sgd_attack_bound(**kwargs, group_size=5200)
+    huge_q = dp_sgd_attack_bound(noise_multiplier=1.0, sample_rate=0.05, steps=400, group_size=5000)
+    assert time.perf_counter() - started < 10.0  # was minutes with 5,001 components
+    for bound in (big, bigger, huge_q):
+        assert_valid_bound(bound)
+        assert bound.method == "pld-mixture"
+    assert big.group_size == 5000
+    assert np.all(big.max_tpr <= bigger.max_tpr + 2e-3)
+    assert big.max_auc <= bigger.max_auc + 1e-3
+    assert huge_q.vacuous
+    record = dp_sgd_attack_bound(**kwargs)
+    assert record.max_auc < big.max_auc
