@@ -14,9 +14,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
-
 from dptrain.audit.config import AuditConfig
+from dptrain.audit.executors import available_cores
 from dptrain.audit.run import run_audit
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import CohortSplit, SplitConfig, official_split, split_by_patient
@@ -29,6 +28,7 @@ from dptrain.training.config import TrainConfig
 from dptrain.training.evaluate import evaluate
 from dptrain.training.fit import EpochLog, fit
 from dptrain.training.frontend import apply_frontend
+from dptrain.training.threads import choose_threads, intra_op_threads
 
 log = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("torch", "opacus", "numpy", "scikit-learn", "hydra-core", "wandb", "dptrain")
@@ -113,15 +113,24 @@ def run(
         tracker.log_epoch({"loss": entry.loss, "epsilon_rdp": entry.epsilon_rdp}, step=entry.epoch)
 
     stage = time.perf_counter()
-    model = fit(
-        cohort=split.train,
+    threads = choose_threads(
+        requested=config.train.threads,
         model_factory=config.model,
-        privacy=config.privacy,
-        train=config.train,
-        seed=config.seed,
-        progress=progress,
-        on_epoch=log_epoch,
+        cohort=split.train,
+        batch_size=config.train.batch_size,
+        available=available_cores(),
     )
+    log.info("training with %s", threads.reason)
+    with intra_op_threads(threads.threads):
+        model = fit(
+            cohort=split.train,
+            model_factory=config.model,
+            privacy=config.privacy,
+            train=config.train,
+            seed=config.seed,
+            progress=progress,
+            on_epoch=log_epoch,
+        )
     timings["train_seconds"] = time.perf_counter() - stage
     timings["train_loop_seconds"] = model.wall_seconds
 
@@ -140,6 +149,7 @@ def run(
             audit=config.audit,
             seed=config.seed,
             progress=progress,
+            output_dir=output_dir,
         )
         timings["audit_seconds"] = time.perf_counter() - stage
     timings["total_seconds"] = time.perf_counter() - started
@@ -162,7 +172,8 @@ def run(
             "device": model.device,
             "frontend": frontend,
             "model_parameters": sum(p.numel() for p in model.module.parameters()),
-            "intra_op_threads": torch.get_num_threads(),
+            "intra_op_threads": threads.threads,
+            "intra_op_threads_reason": threads.reason,
         },
     )
     write_run(report, model=model, output_dir=output_dir, tracker=tracker)

@@ -8,7 +8,18 @@ each is analysed exactly as a run's audit is (`analyse_signals`). Printed per pr
     K, raw share of patients with AUC > 0.8, share whose lower bound is > 0.8, the empirical-Bayes
     share with true AUC > 0.8 and its interval, the FDR list size (and how much of it the largest
     disjoint sub-audit's list confirms), split-half ρ and its Spearman–Brown value, the null floor
-    of the largest patient AUC, and online LiRA's AUC with a fixed vs a per-record variance.
+    of the largest patient AUC, online LiRA's AUC with a fixed vs a per-record variance, and the
+    share of fake-mask seeds whose FDR list is empty.
+
+Below each table, the FDR list of each disjoint sub-audit checked against the largest disjoint
+one (K = 128 when the sizes are 16 … 256): precision (share of the list also on the reference
+list) and recall (share of the reference list found). The reference list is itself an FDR list
+with limited power, so a true exposure it misses counts against precision: the precision printed
+is a lower estimate of the list's true precision.
+
+Fake masks: the real signals of a sub-audit's models analysed under random complementary masks
+drawn independently of training (`--fake-seeds` draws per K), so there is no membership effect;
+the FDR list should be empty in at least 1 − FDR of them.
 
 Full size (issue 7's table; hours on 2 cores, minutes on 16):
 
@@ -29,6 +40,7 @@ import warnings
 
 import numpy as np
 
+from dptrain.audit.fdr import patient_exposure
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
 from dptrain.cli.config import compose_run_config
@@ -54,7 +66,29 @@ def models_of(pairs: np.ndarray) -> np.ndarray:
     return np.sort(np.concatenate((2 * pairs, 2 * pairs + 1)))
 
 
-def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str) -> str:
+def fake_mask_empty_share(signals, cohort, *, rate: float, seeds: range) -> float:
+    """Share of independent random complementary masks under which the FDR list is empty."""
+    empty = 0
+    for fake_seed in seeds:
+        fake = balanced_membership_masks(
+            patient_labels=cohort.patient_labels, num_models=len(signals), seed=fake_seed
+        )
+        exposure = patient_exposure(
+            signals,
+            cohort.record_mask(fake),
+            cohort.record_patient,
+            n_patients=cohort.n_patients,
+            rate=rate,
+        )
+        empty += exposure.n_exposed == 0
+    return empty / len(seeds)
+
+
+def percent(share: float) -> str:
+    return "—" if np.isnan(share) else f"{share:.1%}"
+
+
+def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str, fake_empty: float) -> str:
     patients, shares = audit.patients, audit.deconvolution
     index = int(np.flatnonzero(np.isclose(patients.thresholds, THRESHOLD))[0])
     n = patients.n_patients
@@ -70,6 +104,7 @@ def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str) -> str:
         f"{floor.band(floor.max_auc)[0]:>9.3f}"
         f"{lira.get('fixed variance', float('nan')):>9.3f}"
         f"{lira.get('per-record variance', float('nan')):>9.3f}"
+        f"{fake_empty:>11.0%}"
     )
 
 
@@ -83,6 +118,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--null-repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fake-seeds", type=int, default=100, help="fake-mask draws per K (0 skips them)"
+    )
     args = parser.parse_args()
     if any(size < 4 or size % 2 for size in args.sizes):
         parser.error(f"sizes must be even numbers >= 4, got {args.sizes}")
@@ -108,7 +146,7 @@ def main() -> None:
         )
         trained = time.perf_counter() - started
         signals = np.stack([output.signals for output in outputs])
-        audits = {}
+        audits, fake_empty = {}, {}
         for size in sorted(args.sizes):
             models = models_of(plans[size][0])
             for fixed in (True, False):  # LiRA's two variances side by side
@@ -134,6 +172,14 @@ def main() -> None:
                     audits[size] = dataclasses.replace(
                         audits[size], attacks=(*audits[size].attacks, per_record)
                     )
+            fake_seeds = range(args.seed + 10_000, args.seed + 10_000 + args.fake_seeds)
+            fake_empty[size] = (
+                fake_mask_empty_share(
+                    signals[models], cohort, rate=config.audit.fdr, seeds=fake_seeds
+                )
+                if args.fake_seeds
+                else float("nan")
+            )
         disjoint_sizes = [size for size in args.sizes if plans[size][1]]
         reference = max(disjoint_sizes) if disjoint_sizes else None
         label = "non-private" if setting == "none" else f"ε = {setting}"
@@ -145,7 +191,7 @@ def main() -> None:
         print(
             f"{'K':>6}{'raw>0.8':>9}{'LB>0.8':>9}{'EB>0.8 [interval]':>24}{'FDR':>7}"
             f"{'confirmed':>11}{'ρ half':>8}{'ρ full':>8}{'null max':>9}{'LiRA fix':>9}"
-            f"{'LiRA rec':>9}"
+            f"{'LiRA rec':>9}{'fake empty':>11}"
         )
         for size in sorted(args.sizes):
             audit, disjoint = audits[size], plans[size][1]
@@ -155,7 +201,22 @@ def main() -> None:
                 if listed.any():
                     agreed = np.mean(audits[reference].exposure.exposed[listed])
                     confirmed = f"{agreed:.0%}"
-            print(row(size, audit, disjoint, confirmed))
+            print(row(size, audit, disjoint, confirmed, fake_empty[size]))
+        if reference is not None:
+            print(f"\nFDR-{config.audit.fdr:.0%} list vs the independent K = {reference} list")
+            print(f"{'K':>6}{'listed':>8}{'on both':>9}{'precision':>11}{'recall':>9}")
+            truth = audits[reference].exposure.exposed
+            for size in sorted(disjoint_sizes):
+                if size == reference:
+                    continue
+                listed = audits[size].exposure.exposed
+                both = int(np.sum(listed & truth))
+                precision = both / listed.sum() if listed.any() else float("nan")
+                recall = both / truth.sum() if truth.any() else float("nan")
+                print(
+                    f"{size:>6}{int(listed.sum()):>8}{both:>9}{percent(precision):>11}"
+                    f"{percent(recall):>9}   (K = {reference} list: {int(truth.sum())})"
+                )
 
 
 if __name__ == "__main__":

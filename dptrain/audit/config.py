@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dptrain.audit.executors import EXECUTOR_NAMES
 from dptrain.errors import ConfigError
 
 AUDIT_MODES = ("leave_many_out", "none")
@@ -32,6 +33,15 @@ class AuditConfig:
             give each patient more IN/OUT observations and less noisy per-patient risk (on ACTG
             175 the largest patient AUC at ε = 8 is 0.86 with K = 64 and 0.74 with K = 256, most
             of the difference being noise). 256 keeps the default run under a minute on 2 cores.
+            ``auto`` grows the audit in rounds of ``auto_round_models`` until the per-patient
+            answer is stable or the budget is spent (`dptrain.audit.auto`); the report says why
+            it stopped.
+        auto_round_models: Models added per round by ``num_models=auto`` (and the first round's
+            size); even.
+        auto_tolerance: ``auto`` stops when the Spearman–Brown reliability of the per-patient
+            ranking changes by less than this between rounds.
+        max_models: ``auto`` never grows past this K.
+        max_minutes: ``auto`` starts no round that would end past this much wall time.
         attacks: Attacks to run, from ``loss``, ``lira`` (online), ``lira_offline``, ``rmia``.
         lira_fixed_variance: LiRA's variance: ``true`` (one pooled variance per side), ``false``
             (one per record) or ``auto`` (pooled below K = 64, `LIRA_FIXED_VARIANCE_BELOW`); the
@@ -45,7 +55,23 @@ class AuditConfig:
         confidence: Confidence level of per-patient lower bounds and ε lower bounds.
         risk_thresholds: Patient AUC thresholds at which exposed patients are counted.
         min_models_for_patients: Below this K the report warns that per-patient numbers are noisy.
-        workers: Processes training audit models in parallel; 0 means one per CPU core.
+        workers: Processes training audit models in parallel; 0 means one per CPU core. With
+            ``executor=ray`` the CPUs of a local Ray started for the audit (0: all); with
+            ``executor=submitit`` the jobs running at once (0: no limit).
+        executor: Where the audit's models train: ``local`` (process pool), ``ray`` (Ray tasks;
+            ``pip install 'dptrain[ray]'``) or ``submitit`` (SLURM through submitit;
+            ``pip install 'dptrain[slurm]'``). Same signals on each.
+        ray_address: Ray cluster to join (``auto``, ``ray://head:10001``); empty starts a local
+            Ray for the audit.
+        submitit_folder: submitit's job folder, on a file system the nodes share; empty means
+            ``<run dir>/submitit``.
+        submitit_cluster: ``slurm``, ``local`` (subprocesses on this machine) or ``debug``;
+            empty lets submitit detect SLURM.
+        slurm_partition: SLURM partition of the jobs (empty: the cluster's default).
+        slurm_time_minutes: Time limit of each model's job.
+        slurm_cpus_per_task: CPUs of each model's job.
+        slurm_options: Further submitit parameters, passed through as they are (e.g.
+            ``+audit.slurm_options.slurm_mem=8G``).
         null_repeats: Re-labellings of the model pairs behind the noise floor of every headline
             figure (`dptrain.audit.null`); 20 give its mean to about ±0.01 AUC at a cost of
             seconds, against minutes for training the models.
@@ -54,7 +80,7 @@ class AuditConfig:
     """
 
     mode: str = "leave_many_out"
-    num_models: int = 256
+    num_models: Any = 256  # an even int or "auto" (Hydra has no int | str)
     attacks: list[str] = field(default_factory=lambda: list(ATTACK_NAMES))
     lira_fixed_variance: Any = "auto"  # true, false or "auto" (Hydra has no bool | str)
     rmia_offline_a: float = 0.3
@@ -68,14 +94,45 @@ class AuditConfig:
     workers: int = 0
     null_repeats: int = 20
     fdr: float = 0.05
+    auto_round_models: int = 16
+    auto_tolerance: float = 0.02
+    max_models: int = 256
+    max_minutes: float = 30.0
+    executor: str = "local"
+    ray_address: str = ""
+    submitit_folder: str = ""
+    submitit_cluster: str = ""
+    slurm_partition: str = ""
+    slurm_time_minutes: int = 60
+    slurm_cpus_per_task: int = 1
+    slurm_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lira_fixed_variance = _bool_or_auto(self.lira_fixed_variance)
+        self.num_models = _even_or_auto(self.num_models)
         if self.mode not in AUDIT_MODES:
             raise ConfigError(f"audit.mode must be one of {list(AUDIT_MODES)}, got {self.mode!r}")
-        if self.num_models < 2 or self.num_models % 2:
+        for name in ("auto_round_models", "max_models"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or value < 2 or value % 2:
+                raise ConfigError(f"audit.{name} must be an even number >= 2, got {value}")
+        if self.auto_round_models > self.max_models:
             raise ConfigError(
-                f"audit.num_models must be an even number >= 2, got {self.num_models}"
+                f"audit.auto_round_models ({self.auto_round_models}) must be <= audit.max_models "
+                f"({self.max_models})"
+            )
+        if not self.auto_tolerance >= 0:
+            raise ConfigError(f"audit.auto_tolerance must be >= 0, got {self.auto_tolerance}")
+        if not self.max_minutes > 0:
+            raise ConfigError(f"audit.max_minutes must be > 0, got {self.max_minutes}")
+        if self.executor not in EXECUTOR_NAMES:
+            raise ConfigError(
+                f"audit.executor must be one of {list(EXECUTOR_NAMES)}, got {self.executor!r}"
+            )
+        if self.slurm_time_minutes < 1 or self.slurm_cpus_per_task < 1:
+            raise ConfigError(
+                "audit.slurm_time_minutes and audit.slurm_cpus_per_task must be >= 1, got "
+                f"{self.slurm_time_minutes} and {self.slurm_cpus_per_task}"
             )
         unknown = [name for name in self.attacks if name not in ATTACK_NAMES]
         if unknown or not self.attacks:
@@ -108,6 +165,11 @@ class AuditConfig:
         """Whether the run audits at all."""
         return self.mode != "none"
 
+    @property
+    def auto_models(self) -> bool:
+        """Whether K is chosen by growing the audit until it is stable (``num_models=auto``)."""
+        return self.num_models == "auto"
+
     def lira_uses_fixed_variance(self, num_models: int) -> bool:
         """Whether LiRA pools its variance for an audit of ``num_models`` models.
 
@@ -119,6 +181,17 @@ class AuditConfig:
         if self.lira_fixed_variance == "auto":
             return num_models < LIRA_FIXED_VARIANCE_BELOW
         return bool(self.lira_fixed_variance)
+
+
+def _even_or_auto(value: Any) -> int | str:
+    """An even K >= 2 (int or digits) or ``auto``; anything else is a config error."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
+        raise ConfigError(f"audit.num_models must be an even number >= 2 or auto, got {value!r}")
+    return value
 
 
 def _bool_or_auto(value: Any) -> bool | str:

@@ -2,35 +2,41 @@
 
 Every model copies the target's recipe because it *is* the target's recipe: the same `fit`, model
 factory, privacy and training configs. What differs is the patients (a membership mask) and the
-seed. The privacy plan (σ, q, steps) is made once per training-set size in the parent by
+seed, which is fixed by the model's index, so a model's signals do not depend on where it trains.
+The privacy plan (σ, q, steps) is made once per training-set size in the parent by
 `PrivacyPlan.for_training_set` (Opacus' PRV bisection costs seconds), the same call `fit` makes for
-the deployed model, and the models train in parallel worker processes, one thread each: small
-models gain little from intra-op threads, and the K trainings are independent.
+the deployed model. The models train on an executor (`dptrain.audit.executors`: a local process
+pool, Ray or submitit) with one intra-op thread each: small models gain little from intra-op
+threads, and the K trainings are independent. With a store (`dptrain.audit.store`) every model is
+saved as it finishes, and models saved earlier under the same fingerprint are loaded, not retrained.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
-import multiprocessing
-import os
-import sys
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
+from dptrain.audit.executors import DEFAULT_START_METHOD, LocalExecutor, ModelExecutor
 from dptrain.audit.signals import true_label_confidence
+from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerprint
 from dptrain.data.cohort import Cohort
+from dptrain.data.records import chunks
 from dptrain.models import ModelFactory
-from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
 from dptrain.training.device import uses_cuda
 from dptrain.training.fit import fit
+from dptrain.training.threads import intra_op_threads
 
+__all__ = ["Recipe", "ReferenceModelOutput", "recipe_fingerprint", "train_reference_models"]
 log = logging.getLogger(__name__)
 
 
@@ -43,21 +49,9 @@ class Recipe:
     train: TrainConfig
 
 
-@dataclass(frozen=True)
-class ReferenceModelOutput:
-    """What the audit keeps of one trained model: its signals, never the model itself.
-
-    Attributes:
-        index: Model index k.
-        signals: ``(n_records,)`` float64 logit-scaled confidence φ of every pool record.
-        privacy: The model's privacy guarantee.
-        train_seconds: Wall time of its training loop.
-    """
-
-    index: int
-    signals: np.ndarray
-    privacy: PrivacySpend
-    train_seconds: float
+def model_seed(seed: int, index: int) -> int:
+    """Model ``index``'s seed: ``seed + 1 + index``, never the deployed model's ``seed``."""
+    return seed + 1 + index
 
 
 def train_reference_models(
@@ -68,48 +62,106 @@ def train_reference_models(
     seed: int,
     workers: int = 0,
     progress: bool = False,
+    indices: Sequence[int] | None = None,
+    executor: ModelExecutor | None = None,
+    store: ModelStore | None = None,
 ) -> list[ReferenceModelOutput]:
-    """Trains one model per row of ``membership`` and returns each model's signals on the pool.
+    """Trains one model per requested row of ``membership`` and returns each model's signals.
 
     Args:
         pool: The audit pool (all records of all audited patients).
         membership: ``(K, n_patients)`` bool, the patients each model trains on.
         recipe: The target's recipe.
-        seed: Base seed; model k uses ``seed + 1 + k``, none the deployed model's ``seed``.
-        workers: Worker processes; 0 means one per CPU core, 1 trains in this process.
+        seed: Base seed; model k uses `model_seed` (``seed + 1 + k``).
+        workers: Worker processes of the default local executor; 0 means one per CPU core, 1
+            trains in this process.
         progress: Show a progress bar over models.
+        indices: The models (rows of ``membership``) wanted; None means all K.
+        executor: Where the models train, already entered; None uses a local pool of
+            ``workers`` processes.
+        store: Saved models: those whose fingerprint matches are loaded instead of trained, and
+            every model trained is saved as it finishes. None keeps nothing.
 
     Returns:
-        The K outputs, in model order.
+        The requested models' outputs, in model order (``reused`` marks the loaded ones).
     """
-    plans = _plan_per_size(pool, membership, recipe)
+    indices = range(len(membership)) if indices is None else indices
+    outputs: dict[int, ReferenceModelOutput] = {}
+    fingerprints: dict[int, str] = {}
+    if store is not None:
+        recipe_key = recipe_fingerprint(recipe, pool)
+        for k in indices:
+            fingerprints[k] = model_fingerprint(
+                recipe_key, seed=model_seed(seed, k), membership_row=membership[k]
+            )
+            saved = store.load(k, fingerprint=fingerprints[k])
+            if saved is not None:
+                outputs[k] = saved
+        if outputs:
+            log.info("audit: %d models loaded from %s", len(outputs), store.directory)
+    missing = [k for k in indices if k not in outputs]
+    plans = _plan_per_size(pool, membership[missing], recipe)
     tasks = [
         _Task(
             index=k,
             patients=np.flatnonzero(membership[k]),
-            seed=seed + 1 + k,
+            seed=model_seed(seed, k),
             plan=plans[_training_size(pool, membership[k])],
         )
-        for k in range(len(membership))
+        for k in missing
     ]
-    workers = workers or _available_cores()
-    workers = min(workers, len(tasks))
+    if executor is None:
+        # CUDA cannot be re-initialised in a forked child: with a GPU the workers start fresh.
+        start_method = "spawn" if uses_cuda(recipe.train.device) else DEFAULT_START_METHOD
+        executor = LocalExecutor(workers=workers, start_method=start_method)
     bar = tqdm(total=len(tasks), desc="audit models", unit="model", disable=not progress)
-    outputs: list[ReferenceModelOutput] = []
     try:
-        for output in _run(tasks, pool=pool, recipe=recipe, workers=workers):
-            outputs.append(output)
+        for _, output in executor.map_unordered(_train_one, tasks, shared=(pool, recipe)):
+            if store is not None:
+                store.save(
+                    output,
+                    seed=model_seed(seed, output.index),
+                    fingerprint=fingerprints[output.index],
+                )
+            outputs[output.index] = output
             bar.update(1)
     finally:
         bar.close()
-    return sorted(outputs, key=lambda output: output.index)
+    return [outputs[k] for k in sorted(outputs)]
 
 
-def _available_cores() -> int:
-    """Cores this process may run on (its affinity mask, not the host's core count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def recipe_fingerprint(recipe: Recipe, pool: Cohort) -> str:
+    """Hash of what all the audit's models share: the recipe's configs and the pool's content.
+
+    The data enter by content (records, labels, patients, preprocessing), not by their config: a
+    config names files whose contents may change, and what a model learns from is the content.
+    ``train.threads`` is left out: the audit's models always train with one thread.
+    """
+    train = dataclasses.asdict(recipe.train)
+    train.pop("threads", None)
+    described = {
+        "model": [type(recipe.model_factory).__qualname__, _plain(recipe.model_factory)],
+        "privacy": _plain(recipe.privacy),
+        "train": train,
+        "data": _cohort_digest(pool),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _plain(config: object) -> object:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
+
+
+def _cohort_digest(pool: Cohort) -> str:
+    digest = hashlib.sha256()
+    for part in (pool.name, pool.task, repr(pool.preprocessing), str(pool.n_records)):
+        digest.update(part.encode())
+    for chunk in chunks(pool.features, 4096):
+        digest.update(np.ascontiguousarray(chunk).tobytes())
+    for array in (pool.labels, pool.record_patient):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update("\n".join(map(str, pool.patients)).encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -143,53 +195,23 @@ def _plan_per_size(
     }
 
 
-def _run(
-    tasks: list[_Task], *, pool: Cohort, recipe: Recipe, workers: int
-) -> Iterator[ReferenceModelOutput]:
-    if workers == 1:
-        for task in tasks:
-            yield _train_one(task, pool, recipe)
-        return
-    # CUDA cannot be re-initialised in a forked child: with a GPU the workers start fresh.
-    start_method = "spawn" if uses_cuda(recipe.train.device) else _START_METHOD
-    context = multiprocessing.get_context(start_method)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(pool, recipe),
-    ) as executor:
-        yield from executor.map(_train_in_worker, tasks)
+def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutput:
+    """One model, in whichever process the executor runs it.
 
-
-# fork starts a worker in milliseconds with the pool already in memory, and torch resets its
-# intra-op thread pool in a forked child; where fork is unavailable (Windows) or not the platform
-# default (macOS, where it is unsafe with system frameworks), spawn re-imports (~seconds a worker).
-_START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-_worker_state: dict[str, object] = {}
-
-
-def _init_worker(pool: Cohort, recipe: Recipe) -> None:
-    """Receives the pool once per worker instead of once per model."""
-    torch.set_num_threads(1)
-    _worker_state["pool"] = pool
-    _worker_state["recipe"] = recipe
-
-
-def _train_in_worker(task: _Task) -> ReferenceModelOutput:
-    return _train_one(task, _worker_state["pool"], _worker_state["recipe"])
-
-
-def _train_one(task: _Task, pool: Cohort, recipe: Recipe) -> ReferenceModelOutput:
-    model = fit(
-        cohort=pool.subset_by_patients(task.patients),
-        model_factory=recipe.model_factory,
-        privacy=recipe.privacy,
-        train=recipe.train,
-        seed=task.seed,
-        plan=task.plan,
-    )
-    signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
+    Always one intra-op thread (restored afterwards when it runs in the caller's process), so
+    the signals are the same bits on every executor.
+    """
+    pool, recipe = shared
+    with intra_op_threads(1):
+        model = fit(
+            cohort=pool.subset_by_patients(task.patients),
+            model_factory=recipe.model_factory,
+            privacy=recipe.privacy,
+            train=recipe.train,
+            seed=task.seed,
+            plan=task.plan,
+        )
+        signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
     return ReferenceModelOutput(
         index=task.index,
         signals=signals,

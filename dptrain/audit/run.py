@@ -9,18 +9,22 @@ Beside the measurements: what the DP guarantee allows, from the models' whole pr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from dptrain.audit.attacks import make_attack
+from dptrain.audit.auto import StoppingRule, grow_audit
 from dptrain.audit.config import AuditConfig
 from dptrain.audit.epsilon import EpsilonLowerBound, epsilon_lower_bound
+from dptrain.audit.executors import make_executor
 from dptrain.audit.fdr import PatientExposure, patient_exposure
 from dptrain.audit.metrics import (
     AttackMetrics,
@@ -32,9 +36,10 @@ from dptrain.audit.metrics import (
 )
 from dptrain.audit.null import NullFloor, null_floor
 from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_risk
-from dptrain.audit.reference import Recipe, train_reference_models
+from dptrain.audit.reference import Recipe, ReferenceModelOutput, train_reference_models
 from dptrain.audit.reliability import SplitHalfReliability, split_half_reliability
 from dptrain.audit.shrinkage import RiskDeconvolution, deconvolve_patient_auc
+from dptrain.audit.store import ModelStore
 from dptrain.audit.subgroups import SubgroupRisk, record_subgroup_risk, subgroup_risk
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
@@ -48,6 +53,7 @@ from dptrain.privacy.bounds import (
     single_pair_attack_bound,
 )
 from dptrain.training.config import TrainConfig
+from dptrain.training.device import uses_cuda
 
 log = logging.getLogger(__name__)
 NOT_IN_JSON = {"json": False}
@@ -163,6 +169,9 @@ class AuditResult:
         membership: ``(K, n_patients)`` bool masks (written to ``audit_arrays.npz``).
         signals: ``(K, n_records)`` float64 signals (written to ``audit_arrays.npz``).
         record_patient: ``(n_records,)`` int64 patient index of every record (likewise).
+        stopping_reason: Why the audit has K models: ``fixed K`` or, for ``num_models=auto``,
+            the rule that stopped it (`dptrain.audit.auto`).
+        models_reused: Models loaded from the run directory's saved signals, not trained.
     """
 
     num_models: int
@@ -187,6 +196,8 @@ class AuditResult:
     membership: np.ndarray = field(metadata=NOT_IN_JSON)
     signals: np.ndarray = field(metadata=NOT_IN_JSON)
     record_patient: np.ndarray = field(metadata=NOT_IN_JSON)
+    stopping_reason: str = ""
+    models_reused: int = 0
 
 
 def run_audit(
@@ -198,8 +209,16 @@ def run_audit(
     audit: AuditConfig,
     seed: int,
     progress: bool = False,
+    output_dir: Path | None = None,
 ) -> AuditResult:
     """Trains the K audit models with the recipe, attacks them, and measures per-patient risk.
+
+    The models train on ``audit.executor``. With ``output_dir``, each model's signals are saved
+    to ``<output_dir>/audit_models/model_<k>.npz`` as it finishes, and models already saved there
+    under the same recipe, data, seed and membership are loaded instead of retrained: re-running
+    in the same directory resumes an interrupted audit, or extends a finished one to a larger K
+    (the masks' first rows do not depend on K). With ``num_models=auto`` the audit grows in
+    rounds until it is stable or its budget is spent (`dptrain.audit.auto`).
 
     Args:
         cohort: The audit pool: every patient of the data set.
@@ -209,34 +228,76 @@ def run_audit(
         audit: Audit settings.
         seed: Seed of the membership masks, the models and the attacks.
         progress: Show a progress bar over models.
+        output_dir: The run directory, where the models' signals are saved; None keeps them in
+            memory only.
 
     Returns:
         The audit result.
+
+    Raises:
+        ConfigError: If the executor's optional dependency is not installed.
     """
     started = time.perf_counter()
     membership = balanced_membership_masks(
-        patient_labels=cohort.patient_labels, num_models=audit.num_models, seed=seed
-    )
-    outputs = train_reference_models(
-        pool=cohort,
-        membership=membership,
-        recipe=Recipe(model_factory=model_factory, privacy=privacy, train=train),
+        patient_labels=cohort.patient_labels,
+        num_models=audit.max_models if audit.auto_models else audit.num_models,
         seed=seed,
-        workers=audit.workers,
-        progress=progress,
     )
+    recipe = Recipe(model_factory=model_factory, privacy=privacy, train=train)
+    store = ModelStore.in_run_dir(output_dir) if output_dir is not None else None
+    outputs: list[ReferenceModelOutput] = []
+    executor = make_executor(
+        audit, run_dir=None if output_dir is None else Path(output_dir), gpu=uses_cuda(train.device)
+    )
+    with executor:
+
+        def train_models(indices: range) -> np.ndarray:
+            trained = train_reference_models(
+                pool=cohort,
+                membership=membership,
+                recipe=recipe,
+                seed=seed,
+                progress=progress,
+                indices=indices,
+                executor=executor,
+                store=store,
+            )
+            outputs.extend(trained)
+            return np.stack([output.signals for output in trained])
+
+        if audit.auto_models:
+            signals, _, reason = grow_audit(
+                train_models=train_models,
+                membership=membership,
+                cohort=cohort,
+                rule=StoppingRule.from_audit(audit),
+                fdr=audit.fdr,
+                aggregation=audit.patient_aggregation,
+                seed=seed,
+            )
+            membership = membership[: len(signals)]
+            log.info("audit: stopped at K = %d (%s)", len(signals), reason)
+        else:
+            signals = train_models(range(len(membership)))
+            reason = f"fixed K: audit.num_models = {audit.num_models}"
+    trained = [output.train_seconds for output in outputs if not output.reused]
     timings = {
         "train_models_seconds": time.perf_counter() - started,
-        "model_train_loop_seconds_mean": float(np.mean([o.train_seconds for o in outputs])),
+        "model_train_loop_seconds_mean": float(np.mean(trained)) if trained else math.nan,
     }
-    return analyse_signals(
-        signals=np.stack([output.signals for output in outputs]),
+    result = analyse_signals(
+        signals=signals,
         membership=membership,
         cohort=cohort,
         model_privacy=outputs[0].privacy,
         audit=audit,
         seed=seed,
         timings=timings,
+    )
+    return dataclasses.replace(
+        result,
+        stopping_reason=reason,
+        models_reused=sum(output.reused for output in outputs),
     )
 
 

@@ -356,6 +356,7 @@ def notes_section(report: RunReport) -> str:
         f"({int(sizes.min())}–{int(sizes.max())} patients per model, all records of a patient in "
         f"or out together); every patient is in exactly {audit.num_models // 2} models. Each model "
         "is in turn the target; the others, less its complementary half, are its references.",
+        *_stopping_line(audit),
         f"- Audit models: σ = {number(model_spend.noise_multiplier)}, "
         f"q = {number(model_spend.sample_rate, 4)}, {model_spend.steps} steps, "
         f"ε = {number(model_spend.epsilon, 2)}"
@@ -385,6 +386,18 @@ def notes_section(report: RunReport) -> str:
         "per-record AUCs).",
     ]
     return "## How the audit was done\n\n" + "\n".join(lines)
+
+
+def _stopping_line(audit: AuditResult) -> list[str]:
+    """Why the audit has K models (and how many were reused from saved signals)."""
+    if not audit.stopping_reason:
+        return []
+    reused = (
+        f"; {audit.models_reused} of them loaded from the run directory's saved signals"
+        if audit.models_reused
+        else ""
+    )
+    return [f"- Number of models: K = {audit.num_models} ({audit.stopping_reason}){reused}."]
 
 
 def _above_bound_note(audit: AuditResult) -> str:

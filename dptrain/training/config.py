@@ -39,6 +39,9 @@ class TrainConfig:
             2022); the deployed model is the average. Post-processing of DP outputs, so it costs
             no privacy. 0 disables it.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        threads: Intra-op threads of the deployed model's training; 0 chooses by model size
+            (one thread for tiny models, which lose to thread contention; the available cores
+            for big ones; `dptrain.training.threads`). The audit's models always use one each.
     """
 
     epochs: int = 30
@@ -52,6 +55,7 @@ class TrainConfig:
     augment_multiplicity: int = 1
     ema_decay: float = 0.0
     device: str = "auto"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_physical_batch_size", "augment_multiplicity"):
@@ -71,6 +75,8 @@ class TrainConfig:
 
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if isinstance(self.threads, bool) or self.threads < 0:
+            raise ConfigError(f"train.threads must be >= 0 (0 = by model size), got {self.threads}")
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
 
