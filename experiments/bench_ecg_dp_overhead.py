@@ -20,11 +20,10 @@ import warnings
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from steptime import ms_per_step
 
 from dptrain.models.ecg import CNN1DConfig, Scatter1DConfig
-from dptrain.privacy.engine import TrainingParts, make_private
-from dptrain.training.loop import RecordLoss, TensorRecords, already_batched
+from dptrain.training.loop import TensorRecords
 
 N_OUTPUTS = 5
 
@@ -51,52 +50,6 @@ def training_records(
         frontend_seconds[label] = time.perf_counter() - started
     labels = (rng.random((n_records, N_OUTPUTS)) < 0.3).astype(np.int64)
     return TensorRecords(torch.from_numpy(signals), torch.from_numpy(labels))
-
-
-def ms_per_step(
-    config: object,
-    mode: str,
-    records: TensorRecords,
-    *,
-    batch_size: int,
-    steps: int,
-    seconds: float,
-) -> float:
-    """Milliseconds per optimiser step after two warm-up steps (``steps`` or ``seconds``)."""
-    torch.manual_seed(0)
-    module = config.build(tuple(records.features.shape[1:]), N_OUTPUTS)
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
-    criterion = RecordLoss(multilabel=True, class_weights=None)
-    loader = DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=already_batched)
-    if mode != "none":
-        parts = make_private(
-            TrainingParts(module, optimizer, criterion, loader),
-            noise_multiplier=1.0,
-            max_grad_norm=1.0,
-            grad_sample_mode=mode,
-            accountant="prv",
-            noise_seed=0,
-        )
-        module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
-        loader = parts.data_loader
-    module.train()
-
-    def run(limit: int, deadline: float) -> int:
-        done = 0
-        while done < limit:
-            for features, labels in loader:
-                optimizer.zero_grad(set_to_none=True)
-                criterion(module(features), labels).backward()
-                optimizer.step()
-                done += 1
-                if done == limit or (done >= 2 and time.perf_counter() > deadline):
-                    return done
-        return done
-
-    run(2, deadline=0.0)  # warm-up
-    started = time.perf_counter()
-    done = run(steps, deadline=started + seconds)
-    return 1000.0 * (time.perf_counter() - started) / done
 
 
 def main() -> None:
@@ -133,6 +86,8 @@ def main() -> None:
                         config,
                         mode,
                         records[label],
+                        n_outputs=N_OUTPUTS,
+                        multilabel=True,
                         batch_size=args.batch_size,
                         steps=args.steps,
                         seconds=args.seconds,

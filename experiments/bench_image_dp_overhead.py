@@ -20,11 +20,10 @@ import warnings
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from steptime import ms_per_step
 
 from dptrain.models import CNNConfig, ResNetConfig, ScatterNetConfig, model_name
-from dptrain.privacy.engine import TrainingParts, make_private
-from dptrain.training.loop import RecordLoss, TensorRecords, already_batched
+from dptrain.training.loop import TensorRecords
 
 IMAGE_SHAPE = (1, 28, 28)
 N_CLASSES = 2
@@ -50,56 +49,6 @@ def training_records(config: object, n_images: int, *, scattering_seconds: dict)
         scattering_seconds[model_name(config)] = time.perf_counter() - started
     labels = np.arange(n_images) % N_CLASSES
     return TensorRecords(torch.from_numpy(images), torch.from_numpy(labels))
-
-
-def ms_per_step(
-    config: object,
-    mode: str,
-    records: TensorRecords,
-    *,
-    batch_size: int,
-    steps: int,
-    seconds: float,
-) -> float:
-    """Milliseconds per optimiser step of one training setup, after two warm-up steps.
-
-    Runs ``steps`` steps, or fewer (at least two) once ``seconds`` have passed, so slow setups
-    cost bounded time.
-    """
-    torch.manual_seed(0)
-    module = config.build(tuple(records.features.shape[1:]), N_CLASSES)
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9)
-    criterion = RecordLoss(multilabel=False, class_weights=None)
-    loader = DataLoader(records, batch_size=batch_size, shuffle=True, collate_fn=already_batched)
-    if mode != "none":
-        parts = make_private(
-            TrainingParts(module, optimizer, criterion, loader),
-            noise_multiplier=1.0,
-            max_grad_norm=1.0,
-            grad_sample_mode=mode,
-            accountant="prv",
-            noise_seed=0,
-        )
-        module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
-        loader = parts.data_loader
-    module.train()
-
-    def run(limit: int, deadline: float) -> int:
-        done = 0
-        while done < limit:
-            for features, labels in loader:
-                optimizer.zero_grad(set_to_none=True)
-                criterion(module(features), labels).backward()
-                optimizer.step()
-                done += 1
-                if done == limit or (done >= 2 and time.perf_counter() > deadline):
-                    return done
-        return done
-
-    run(2, deadline=0.0)  # warm-up
-    started = time.perf_counter()
-    done = run(steps, deadline=started + seconds)
-    return 1000.0 * (time.perf_counter() - started) / done
 
 
 def main() -> None:
@@ -131,6 +80,8 @@ def main() -> None:
                         config,
                         mode,
                         records[label],
+                        n_outputs=N_CLASSES,
+                        multilabel=False,
                         batch_size=args.batch_size,
                         steps=args.steps,
                         seconds=args.seconds,

@@ -27,6 +27,7 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.preprocessing import ImageNormalize
 from dptrain.data.tables import (
     check_subgroup_bins,
+    encode_classes,
     read_table,
     require_columns,
     subgroup_bands,
@@ -380,18 +381,7 @@ def _labels(
             )
         return labels, names, "multilabel"
     column = config.label_columns[0]
-    classes, labels = np.unique(frame[column].to_numpy(dtype=np.int64), return_inverse=True)
-    if len(classes) < 2:
-        raise DataError(
-            f"data.label_columns: column {column!r} of {source} has a single class "
-            f"({classes[0]}); a classifier needs at least two"
-        )
-    names = tuple(config.class_names) or tuple(str(c) for c in classes)
-    if len(names) != len(classes):
-        raise ConfigError(
-            f"data.class_names has {len(names)} names for {len(classes)} classes {classes.tolist()}"
-        )
-    return labels.astype(np.int64), names, "binary" if len(classes) == 2 else "multiclass"
+    return encode_classes(frame[column], column, source, config.class_names)
 
 
 def _subgroup_values(values: pd.Series, config: ImageFolderDataConfig) -> np.ndarray:

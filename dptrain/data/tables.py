@@ -164,14 +164,25 @@ def _encode_labels(
                 f"data.label_columns: multilabel columns of {source} must hold only 0 and 1"
             )
         return labels, tuple(config.class_names or columns), "multilabel"
-    values = frame[columns[0]].to_numpy(dtype=np.int64)
-    classes, labels = np.unique(values, return_inverse=True)
+    return encode_classes(frame[columns[0]], columns[0], source, config.class_names)
+
+
+def encode_classes(
+    values: pd.Series, column: str, source: str, class_names: list[str]
+) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """Integer class codes as indices 0..C-1 of their sorted values, with names and task.
+
+    Example:
+        >>> encode_classes(pd.Series([3, 5, 3]), "y", "t.csv", [])
+        (array([0, 1, 0]), ('3', '5'), 'binary')
+    """
+    classes, labels = np.unique(values.to_numpy(dtype=np.int64), return_inverse=True)
     if len(classes) < 2:
         raise DataError(
-            f"data.label_columns: column {columns[0]!r} of {source} has a single class "
+            f"data.label_columns: column {column!r} of {source} has a single class "
             f"({classes[0]}); a classifier needs at least two"
         )
-    names = tuple(config.class_names) or tuple(str(c) for c in classes)
+    names = tuple(class_names) or tuple(str(c) for c in classes)
     if len(names) != len(classes):
         raise ConfigError(
             f"data.class_names has {len(names)} names for {len(classes)} classes {classes.tolist()}"
