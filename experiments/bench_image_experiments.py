@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra dptrain overrides")
     args = parser.parse_args()
     print(
-        "| experiment | K | wall s | load s | front end s | train s | audit s | target | within |"
+        "| experiment | K | wall s | load s | front end s | train s | audit s | target | ok |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for experiment in args.experiments:
