@@ -178,7 +178,7 @@ class AuditConfig:
 
         Example:
             >>> config = AuditConfig()
-            >>> config.lira_uses_fixed_variance(16), config.lira_uses_fixed_variance(256)
+            >>> config.lira_uses_fixed_variance(16), config.lira_uses_fixed_variance(512)
             (True, False)
         """
         if self.lira_fixed_variance == "auto":
