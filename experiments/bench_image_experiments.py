@@ -25,9 +25,7 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=list(TARGET_MINUTES))
     parser.add_argument("overrides", nargs="*", help="extra dptrain overrides")
     args = parser.parse_args()
-    print(
-        "| experiment | K | wall s | load s | front end s | train s | audit s | target | ok |"
-    )
+    print("| experiment | K | wall s | load s | front end s | train s | audit s | target | ok |")
     print("|---|---|---|---|---|---|---|---|---|")
     for experiment in args.experiments:
         with tempfile.TemporaryDirectory() as run_dir:

@@ -1,70 +1,19 @@
-"""The ECG models: shapes, validation, and Opacus' per-sample gradients against batch-of-one.
+"""The ECG models: registry entries, shapes, validation and the scattering front end.
 
-The same check as ``test_per_sample_gradients.py`` (whose helpers it reuses), for every
-``grad_sample_mode`` the 1-D CNN (plain and residual) and the scattering-1D heads declare.
+Their per-sample gradients are checked against batch-of-one, for every declared mode, with every
+other registered model in ``test_per_sample_gradients.py``.
 """
 
 from __future__ import annotations
 
-import copy
-import warnings
-
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from opacus.grad_sample import wrap_model
 from torch import nn
 
 from dptrain.errors import ConfigError, DataError
 from dptrain.models import MODELS, model_frontend
 from dptrain.models.ecg import CNN1DConfig, Scatter1DConfig
-from tests.models.test_per_sample_gradients import batch_of_one_gradients, check_ghost_clipping
-
-BATCH = 4
-N_CLASSES = 3
-CASES = {
-    "cnn1d": (CNN1DConfig(width=4, depth=3, kernel_sizes=[5, 3, 3], groups=2), (2, 32)),
-    "cnn1d_residual": (
-        CNN1DConfig(width=4, depth=2, kernel_sizes=[3], groups=2, residual=True, dropout=0.0),
-        (3, 16),
-    ),
-    "scatter1d_cnn": (Scatter1DConfig(channels=4, groups=2), (10, 4)),
-    "scatter1d_linear": (Scatter1DConfig(head="linear", norm_groups=5), (10, 4)),
-}
-PARAMS = [
-    pytest.param(case, mode, id=f"{case}-{mode}")
-    for case, (config, _) in CASES.items()
-    for mode in type(config).grad_sample_modes
-]
-
-
-def make_case(case: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    config, shape = CASES[case]
-    torch.manual_seed(0)
-    model = config.build(shape, N_CLASSES).double()
-    generator = torch.Generator().manual_seed(1)
-    inputs = torch.randn(BATCH, *shape, generator=generator, dtype=torch.float64)
-    labels = torch.randint(0, N_CLASSES, (BATCH,), generator=generator)
-    return model, inputs, labels
-
-
-@pytest.mark.parametrize(("case", "mode"), PARAMS)
-def test_per_sample_gradients_match_batch_of_one(case: str, mode: str) -> None:
-    model, inputs, labels = make_case(case)
-    reference = batch_of_one_gradients(model, inputs, labels)
-    private = copy.deepcopy(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if mode == "ghost":
-            check_ghost_clipping(private, inputs, labels, reference)
-            return
-        wrapped = wrap_model(private, mode, batch_first=True, loss_reduction="sum")
-        F.cross_entropy(wrapped(inputs), labels, reduction="sum").backward()
-    parameters = list(private.parameters())
-    assert len(parameters) == len(reference)
-    for param, expected in zip(parameters, reference):
-        torch.testing.assert_close(param.grad_sample, expected, rtol=1e-7, atol=1e-10)
 
 
 def test_ecg_models_are_registered_with_a_verified_default() -> None:

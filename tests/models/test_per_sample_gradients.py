@@ -47,7 +47,12 @@ CASES = {
         (81, 3, 3),
     ),
     "cnn1d": (CNN1DConfig(width=4, depth=3, kernel_sizes=[5, 3, 3], groups=2), (2, 32)),
+    "cnn1d_residual": (
+        CNN1DConfig(width=4, depth=2, kernel_sizes=[3], groups=2, residual=True),
+        (3, 16),
+    ),
     "scatter1d": (Scatter1DConfig(channels=4, groups=2), (10, 4)),
+    "scatter1d_linear": (Scatter1DConfig(head="linear", norm_groups=5), (10, 4)),
 }
 PARAMS = [
     pytest.param(case, mode, id=f"{case}-{mode}")
