@@ -267,6 +267,7 @@ class Cohort:
             "lazy": isinstance(self.features, LazyRecords),
             "preprocessing": self.preprocessing.kind,
             "label_counts": label_counts,
+            "label_names": list(self.class_names),
             "attributes": sorted(self.attributes),
             "record_attributes": sorted(self.record_attributes),
             "notes": list(self.notes),

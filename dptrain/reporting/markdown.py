@@ -82,6 +82,18 @@ def utility_section(report: RunReport) -> str:
         "## Utility on held-out patients\n",
         table(["", "patients", "records", *METRIC_NAMES], [["all", *_metric_cells(overall)]]),
     ]
+    if overall.auroc_per_class:
+        names = report.data["cohort"].get("label_names") or [
+            str(j) for j in range(len(overall.auroc_per_class))
+        ]
+        kind = "label" if report.data["cohort"].get("task") == "multilabel" else "class (vs rest)"
+        parts += [
+            f"\n**AUROC per {kind}**\n",
+            table(
+                [kind, "AUROC"],
+                [[name, number(value)] for name, value in zip(names, overall.auroc_per_class)],
+            ),
+        ]
     for attribute, by_value in report.utility.subgroups.items():
         rows = [[value, *_metric_cells(metrics)] for value, metrics in by_value.items()]
         parts += [

@@ -34,6 +34,8 @@ class UtilityMetrics:
         balanced_accuracy: Mean per-class recall (multilabel: averaged over labels).
         n_patients: Number of patients.
         n_records: Number of records.
+        auroc_per_class: One AUROC per label (multilabel) or per class, one-vs-rest
+            (multiclass); empty for binary tasks, whose AUROC is already the one class's.
     """
 
     auroc: float
@@ -42,6 +44,7 @@ class UtilityMetrics:
     balanced_accuracy: float
     n_patients: int
     n_records: int
+    auroc_per_class: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,12 @@ def utility_metrics(
                 for j in range(labels.shape[1])
             ]
             auroc, auprc, accuracy, balanced = np.nanmean(np.array(per_label), axis=0)
+            per_class = tuple(float(row[0]) for row in per_label)
         else:
             predictions = probabilities.argmax(axis=1)
             accuracy = accuracy_score(labels, predictions)
             balanced = balanced_accuracy_score(labels, predictions)
+            per_class = ()
             if task == "binary":
                 auroc = _safe(roc_auc_score, labels, probabilities[:, 1])
                 auprc = _safe(average_precision_score, labels, probabilities[:, 1])
@@ -104,6 +109,9 @@ def utility_metrics(
                 onehot = label_binarize(labels, classes=classes)
                 auroc = _safe(roc_auc_score, onehot, probabilities, average="macro")
                 auprc = _safe(average_precision_score, onehot, probabilities, average="macro")
+                per_class = tuple(
+                    _safe(roc_auc_score, onehot[:, j], probabilities[:, j]) for j in classes
+                )
     return UtilityMetrics(
         auroc=float(auroc),
         auprc=float(auprc),
@@ -111,6 +119,7 @@ def utility_metrics(
         balanced_accuracy=float(balanced),
         n_patients=int(n_patients),
         n_records=len(labels),
+        auroc_per_class=per_class,
     )
 
 

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from dptrain.data.cohort import Cohort
@@ -55,3 +56,23 @@ def test_multiclass_and_multilabel_metrics_are_macro_averages():
     )
     assert multilabel.auroc == 1.0
     assert multilabel.accuracy == (1.0 + 2 / 3) / 2
+
+
+def test_auroc_per_label_and_per_class_beside_the_macro_average():
+    multilabel = utility_metrics(
+        np.array([[1, 0], [0, 1], [1, 0], [0, 1]]),
+        np.array([[0.9, 0.2], [0.1, 0.7], [0.6, 0.9], [0.7, 0.8]]),
+        task="multilabel",
+        n_patients=4,
+    )
+    assert multilabel.auroc_per_class == (0.75, 0.5)
+    assert multilabel.auroc == pytest.approx(np.mean(multilabel.auroc_per_class))
+    labels = np.array([0, 1, 2, 2])
+    multiclass = utility_metrics(
+        labels, np.eye(3)[labels] * 0.8 + 0.2 / 3, task="multiclass", n_patients=4
+    )
+    assert multiclass.auroc_per_class == (1.0, 1.0, 1.0)
+    binary = utility_metrics(
+        np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), task="binary", n_patients=2
+    )
+    assert binary.auroc_per_class == ()
