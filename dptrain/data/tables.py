@@ -57,6 +57,12 @@ class TableDataConfig:
         if not self.label_columns:
             raise ConfigError("data.label_columns is empty: name the label column, e.g. [cens]")
         check_subgroup_bins(self.subgroup_bins)
+        unused = sorted(set(self.subgroup_bins) - set(self.subgroup_columns))
+        if unused:
+            raise ConfigError(
+                f"data.subgroup_bins.{unused[0]}: {unused[0]!r} is not a subgroup column; add it "
+                f"to data.subgroup_columns or drop its bins"
+            )
 
     def load(self) -> Cohort:
         """Reads the table and returns its cohort (see `load_table`)."""
@@ -252,9 +258,10 @@ def check_subgroup_bins(bins: dict[str, list[float]]) -> None:
         >>> check_subgroup_bins({"age": [0, 50, 120]})
     """
     for column, edges in bins.items():
-        if len(edges) < 2 or list(edges) != sorted(edges):
+        if len(edges) < 2 or any(low >= high for low, high in pairwise(edges)):
             raise ConfigError(
-                f"data.subgroup_bins.{column} must be at least two increasing edges, got {edges}"
+                f"data.subgroup_bins.{column} must be at least two strictly increasing edges, "
+                f"got {list(edges)}"
             )
 
 

@@ -133,3 +133,35 @@ def test_config_rejects_empty_labels_and_unsorted_bins():
         TableDataConfig(
             path="x.csv", id_column="id", label_columns=["y"], subgroup_bins={"age": [50.0, 10.0]}
         )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"subgroup_bins": {"age": [0.0, 40.0, 40.0, 120.0]}}, "strictly increasing"),
+        ({"subgroup_bins": {"age": [0.0, 50.0]}, "subgroup_columns": ["sex"]}, "not a subgroup"),
+    ],
+)
+def test_bins_that_cannot_mean_what_the_user_wants_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TableDataConfig(path="x.csv", id_column="id", label_columns=["y"], **options)
+
+
+def test_the_readme_table_command_composes(compose_config, tmp_path):
+    from dptrain.cli.config import build_run_config
+
+    run_config, _ = build_run_config(
+        compose_config(
+            [
+                "data=table",
+                f"data.path={tmp_path / 'visits.csv'}",
+                "data.id_column=patient_id",
+                "data.label_columns=[died]",
+                "data.exclude_columns=[discharge_date]",
+                "data.categorical_columns=[ward]",
+                "data.subgroup_columns=[sex,race,insurance,age]",
+                "+data.subgroup_bins={age:[0.0,40.0,65.0,120.0]}",
+            ]
+        )
+    )
+    assert run_config.data.subgroup_bins == {"age": [0.0, 40.0, 65.0, 120.0]}
