@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from dptrain.data.cohort import Cohort
 from dptrain.errors import ConfigError, DataError
@@ -78,10 +79,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
         )
     suffixes = "".join(path.suffixes).lower()
     if suffixes.endswith((".parquet", ".pq")):
+        _refuse_duplicates(pq.read_schema(path).names, path)
         return pd.read_parquet(path)
     if suffixes.endswith((".csv", ".csv.gz", ".tsv")):
-        return pd.read_csv(path, sep="\t" if suffixes.endswith(".tsv") else ",")
+        separator = "\t" if suffixes.endswith(".tsv") else ","
+        # pandas renames a repeated header to "x.1", which would turn a second copy of a label
+        # column into a feature: read the header as written first.
+        try:
+            header = pd.read_csv(path, sep=separator, nrows=1, header=None, dtype=str)
+        except pd.errors.EmptyDataError as error:
+            raise DataError(f"data.path: {path.name} is empty (no header, no rows)") from error
+        _refuse_duplicates(header.iloc[0], path)
+        return pd.read_csv(path, sep=separator)
     raise DataError(f"data.path: {path} is neither CSV nor Parquet (use .csv, .tsv or .parquet)")
+
+
+def _refuse_duplicates(names, path: Path) -> None:
+    seen: set[str] = set()
+    for name in map(str, names):
+        if name in seen:
+            raise DataError(
+                f"data.path: {path.name} has the column {name!r} twice; rename or drop one copy "
+                "(pandas would silently rename it and use it as a feature)"
+            )
+        seen.add(name)
 
 
 def load_table(config: TableDataConfig) -> Cohort:
@@ -105,6 +126,7 @@ def load_table(config: TableDataConfig) -> Cohort:
     require_columns(frame, [config.id_column], "data.id_column", source)
     require_columns(frame, config.label_columns, "data.label_columns", source)
     require_columns(frame, config.subgroup_columns, "data.subgroup_columns", source)
+    require_columns(frame, config.exclude_columns, "data.exclude_columns", source)
 
     missing_ids = frame[config.id_column].isna()
     if missing_ids.any():
@@ -117,6 +139,7 @@ def load_table(config: TableDataConfig) -> Cohort:
 
     labels, class_names, task = _encode_labels(frame, config, source)
     feature_frame = _feature_frame(frame, config, source)
+    _refuse_non_finite(feature_frame, source)
     patient_ids = _id_strings(frame[config.id_column])
     attributes = _patient_attributes(frame, patient_ids, config)
     return Cohort.from_records(
@@ -225,6 +248,23 @@ def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) ->
             features, columns=categorical, prefix_sep="=", dtype=np.float32, dummy_na=False
         )
     return features.astype(np.float32)
+
+
+def _refuse_non_finite(features: pd.DataFrame, source: str) -> None:
+    """Refuses infinite values (and values too large for float32, which become infinite).
+
+    A single one makes every loss NaN, and the run would report NaN utility as if complete.
+    """
+    with np.errstate(over="ignore"):  # an overflow to inf is what is being looked for
+        values = features.to_numpy(dtype=np.float32, na_value=np.nan)
+    infinite = np.isinf(values).sum(axis=0)
+    if infinite.any():
+        column = int(np.flatnonzero(infinite)[0])
+        raise DataError(
+            f"{source}: feature column {features.columns[column]!r} has {int(infinite[column])} "
+            "row(s) with an infinite value or one beyond float32's range (~3.4e38); fix or blank "
+            "them (blanks are imputed), or exclude the column with data.exclude_columns"
+        )
 
 
 def _id_strings(ids: pd.Series) -> np.ndarray:

@@ -165,3 +165,30 @@ def test_the_readme_table_command_composes(compose_config, tmp_path):
         )
     )
     assert run_config.data.subgroup_bins == {"age": [0.0, 40.0, 65.0, 120.0]}
+
+
+def test_duplicate_column_names_are_refused_not_renamed(tmp_path):
+    path = tmp_path / "dupes.csv"
+    path.write_text("patient_id,label,x,label\nP1,0,1.0,0\nP2,1,2.0,1\n")
+    with pytest.raises(DataError, match=r"dupes\.csv.*'label' twice"):
+        TableDataConfig(path=str(path), id_column="patient_id", label_columns=["label"]).load()
+
+
+@pytest.mark.parametrize("bad", ["inf", "1e300", "-inf"])
+def test_non_finite_feature_values_are_refused_naming_the_column(tmp_path, bad):
+    path = tmp_path / "huge.csv"
+    rows = "\n".join(f"P{i},{i % 2},{i}.0,{bad if i == 3 else 1.0}" for i in range(6))
+    path.write_text("patient_id,label,x,creatinine\n" + rows + "\n")
+    with pytest.raises(DataError, match=r"creatinine.*1 row"):
+        TableDataConfig(path=str(path), id_column="patient_id", label_columns=["label"]).load()
+
+
+def test_a_typo_in_exclude_columns_stops_the_run(visits_csv):
+    config = TableDataConfig(
+        path=str(visits_csv),
+        id_column="patient_id",
+        label_columns=["label"],
+        exclude_columns=["lenfoll"],
+    )
+    with pytest.raises(DataError, match=r"data\.exclude_columns: column 'lenfoll' not in"):
+        config.load()
