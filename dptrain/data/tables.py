@@ -247,7 +247,8 @@ def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) ->
         features = pd.get_dummies(
             features, columns=categorical, prefix_sep="=", dtype=np.float32, dummy_na=False
         )
-    return features.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: refused right after
+        return features.astype(np.float32)
 
 
 def _refuse_non_finite(features: pd.DataFrame, source: str) -> None:
