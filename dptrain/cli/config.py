@@ -7,6 +7,7 @@ is the only place a `DictConfig` becomes library objects: nothing Hydra crosses 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from dptrain.data.mitbih import MITBIHDataConfig
 from dptrain.data.ptbxl import PTBXLDataConfig
 from dptrain.data.splits import SplitConfig
 from dptrain.data.tables import TableDataConfig
+from dptrain.errors import ConfigError
 from dptrain.models.registry import MODELS
 from dptrain.pipeline import RunConfig
 from dptrain.privacy.accounting import PrivacyConfig
@@ -98,6 +100,7 @@ def build_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
     Returns:
         The run config and the tracker config (the tracker is opened by the CLI).
     """
+    _refuse_unknown_keys(cfg)
     build = OmegaConf.to_object
     run_config = RunConfig(
         data=build(cfg.data),
@@ -109,3 +112,31 @@ def build_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
         seed=cfg.seed,
     )
     return run_config, build(cfg.tracker)
+
+
+def _refuse_unknown_keys(cfg: DictConfig) -> None:
+    """Refuses keys that no schema knows, such as ones added with ``+`` (``+privacy.epsilom=3``).
+
+    Hydra's ``+`` adds a key even to a structured config, and the conversion to a dataclass then
+    drops it, so a typo would run silently with the default.
+
+    Raises:
+        ConfigError: Naming the key and the valid keys of its block.
+    """
+    known_top = {field.name for field in dataclasses.fields(RootSchema)} | {"hydra"}
+    for key in cfg:
+        if key not in known_top:
+            raise ConfigError(
+                f"unknown config key {key!r}; top-level keys: {sorted(known_top - {'hydra'})}"
+            )
+    for group in (*SCHEMAS, "split"):
+        node = cfg.get(group)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if schema is None or not dataclasses.is_dataclass(schema):
+            continue
+        fields = {field.name for field in dataclasses.fields(schema)}
+        unknown = sorted(set(node) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key {group}.{unknown[0]}; valid keys of {group}: {sorted(fields)}"
+            )

@@ -66,3 +66,18 @@ def test_table_config_requires_its_columns(compose_config):
 
     with pytest.raises(MissingMandatoryValue, match="path"):
         build_run_config(compose_config(["data=table"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+privacy.epsilom=3", r"unknown config key privacy\.epsilom; valid keys of privacy"),
+        ("+trian.epochs=3", r"unknown config key 'trian'"),
+        ("+data.lable_columns=[y]", r"unknown config key data\.lable_columns"),
+    ],
+)
+def test_keys_added_with_plus_that_no_schema_knows_are_refused(compose_config, override, message):
+    from dptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_run_config(compose_config([override]))
