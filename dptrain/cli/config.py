@@ -80,6 +80,11 @@ def register_schemas() -> None:
         OmegaConf.register_new_resolver("builtin", builtin_path)
     if not OmegaConf.has_resolver("shared_data"):
         OmegaConf.register_new_resolver("shared_data", shared_data_path)
+    if not OmegaConf.has_resolver("file_stem"):
+        # A run over `visits.csv` is named `visits`, not `table`.
+        OmegaConf.register_new_resolver(
+            "file_stem", lambda path: Path(str(path)).name.split(".")[0]
+        )
 
 
 def compose_run_config(overrides: list[str] | None = None) -> RunConfig:

@@ -81,3 +81,17 @@ def test_keys_added_with_plus_that_no_schema_knows_are_refused(compose_config, o
 
     with pytest.raises(ConfigError, match=message):
         build_run_config(compose_config([override]))
+
+
+def test_a_table_run_is_named_after_its_file(compose_config):
+    run_config, _ = build_run_config(
+        compose_config(
+            [
+                "data=table",
+                "data.path=/data/icu_visits.csv.gz",
+                "data.id_column=id",
+                "data.label_columns=[died]",
+            ]
+        )
+    )
+    assert run_config.data.name == "icu_visits"
