@@ -23,6 +23,7 @@ from dptrain.reporting.results import RunReport
 from dptrain.tracking.base import FailSoftTracker, NullTracker
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 log = logging.getLogger("dptrain")
 
 register_schemas()
@@ -54,6 +55,22 @@ def app(cfg: DictConfig) -> float:
             raise
         print(f"dptrain: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        if hydra_config.verbose:
+            raise
+        saved = output_dir / "audit_models"
+        kept = (
+            f"; {len(list(saved.glob('model_*.npz')))} finished audit models are kept in {saved} "
+            "and reused when the same command runs again into this directory"
+            if saved.is_dir()
+            else ""
+        )
+        print(
+            f"dptrain: interrupted: the run did not finish, so {output_dir} has no results.json"
+            f"{kept}",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     print(summary(report, output_dir))
     return report.utility.overall.auroc
 

@@ -157,3 +157,16 @@ def test_python_dash_m_runs_the_default_experiment_on_embedded_data(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "actg175: 2139 patients" in completed.stdout
     assert read_results(tmp_path / "results.json")["data"]["cohort"]["n_patients"] == 2139
+
+
+def test_ctrl_c_is_one_line_exit_130_and_no_results(monkeypatch, capsys, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    run_dir = tmp_path / "run"
+    code, out, err = run_app(monkeypatch, capsys, run_dir, ["tracker=none", "audit=none"])
+    assert code == 130 and out == ""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "no results.json" in lines[0]
+    assert "Traceback" not in err and not (run_dir / "results.json").exists()
