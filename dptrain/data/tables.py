@@ -151,7 +151,22 @@ def load_table(config: TableDataConfig) -> Cohort:
         feature_names=tuple(feature_frame.columns),
         class_names=class_names,
         task=task,
+        notes=_label_notes(frame, config, class_names, task),
     )
+
+
+def _label_notes(
+    frame: pd.DataFrame, config: TableDataConfig, class_names: tuple[str, ...], task: str
+) -> tuple[str, ...]:
+    """The label mapping in words, for the report (values as written -> class indices)."""
+    if task == "multilabel":
+        return (f"Multi-label task over the 0/1 columns {', '.join(config.label_columns)}.",)
+    values = np.unique(frame[config.label_columns[0]].to_numpy(dtype=np.int64))
+    mapping = ", ".join(
+        f"{value} → class {index} ({name})" if name != str(value) else f"{value} → class {index}"
+        for index, (value, name) in enumerate(zip(values, class_names))
+    )
+    return (f"Labels of column {config.label_columns[0]!r}: {mapping}.",)
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], field_name: str, source: str) -> None:
@@ -206,6 +221,12 @@ def encode_classes(
         (array([0, 1, 0]), ('3', '5'), 'binary')
     """
     classes, labels = np.unique(values.to_numpy(dtype=np.int64), return_inverse=True)
+    if len(classes) > 20 and len(classes) > len(values) / 2:
+        raise DataError(
+            f"data.label_columns: column {column!r} of {source} has {len(classes)} classes for "
+            f"{len(values)} rows, which looks like an id or a measurement, not a label; name the "
+            "outcome column"
+        )
     if len(classes) < 2:
         raise DataError(
             f"data.label_columns: column {column!r} of {source} has a single class "

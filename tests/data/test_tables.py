@@ -192,3 +192,25 @@ def test_a_typo_in_exclude_columns_stops_the_run(visits_csv):
     )
     with pytest.raises(DataError, match=r"data\.exclude_columns: column 'lenfoll' not in"):
         config.load()
+
+
+def test_the_label_mapping_is_stated_for_the_report(tmp_path):
+    path = tmp_path / "signs.csv"
+    rows = "\n".join(f"P{i},{(i % 3) - 1},{i}.0" for i in range(9))
+    path.write_text("patient_id,outcome,x\n" + rows + "\n")
+    cohort = TableDataConfig(
+        path=str(path), id_column="patient_id", label_columns=["outcome"]
+    ).load()
+    assert cohort.task == "multiclass"
+    assert "Labels of column 'outcome': -1 → class 0, 0 → class 1, 1 → class 2." in cohort.notes
+
+
+def test_an_id_used_as_the_label_is_refused(tmp_path):
+    path = tmp_path / "ids.csv"
+    rows = "\n".join(f"P{i},{1000 + i},{i}.0" for i in range(60))
+    path.write_text("patient_id,record_number,x\n" + rows + "\n")
+    config = TableDataConfig(
+        path=str(path), id_column="patient_id", label_columns=["record_number"]
+    )
+    with pytest.raises(DataError, match="looks like an id"):
+        config.load()
