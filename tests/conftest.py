@@ -23,6 +23,12 @@ FAST = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _private_pseudonym_home(tmp_path_factory, monkeypatch):
+    """Tests never create or read the user's own pseudonym key."""
+    monkeypatch.setenv("DPTRAIN_HOME", str(tmp_path_factory.mktemp("dptrain_home")))
+
+
 @pytest.fixture
 def visits_csv(tmp_path: Path) -> Path:
     """120 patients with 1-3 visits each, in CSV."""

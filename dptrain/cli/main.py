@@ -21,6 +21,7 @@ from dptrain.pipeline import run
 from dptrain.reporting.audit_markdown import audit_console_lines
 from dptrain.reporting.results import RunReport
 from dptrain.tracking.base import FailSoftTracker, NullTracker
+from dptrain.tracking.pseudonyms import PatientIdGuard, pseudonym_key
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -78,7 +79,9 @@ def app(cfg: DictConfig) -> float:
 def _open_tracker(tracker_config, output_dir: Path, run_name: str, plain_config: dict):
     """Opens the tracker; a tracker that cannot start is logged and replaced by none."""
     try:
-        return tracker_config.open(run_dir=output_dir, run_name=run_name, config=plain_config)
+        tracker = tracker_config.open(run_dir=output_dir, run_name=run_name, config=plain_config)
+        mode = getattr(tracker_config, "patient_ids", "pseudonymised")
+        return PatientIdGuard(tracker, mode, pseudonym_key() if mode == "pseudonymised" else b"")
     except Exception as error:  # trackers fail soft, training never depends on them
         log.warning("tracker could not start (%s); continuing without tracking", error)
         return NullTracker()

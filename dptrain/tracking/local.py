@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dptrain.tracking.pseudonyms import check_patient_ids
+
 
 @dataclass
 class CsvTrackerConfig:
@@ -17,9 +19,14 @@ class CsvTrackerConfig:
 
     Attributes:
         folder: Sub-folder of the run directory to write into.
+        patient_ids: ``pseudonymised`` (default), ``raw`` or ``none``, as for W&B.
     """
 
     folder: str = "tracker"
+    patient_ids: str = "pseudonymised"
+
+    def __post_init__(self) -> None:
+        check_patient_ids(self.patient_ids)
 
     def open(self, *, run_dir: Path, run_name: str, config: dict) -> CsvTracker:
         """Starts tracking into ``run_dir / folder``."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from dptrain.errors import ConfigError
+from dptrain.tracking.pseudonyms import check_patient_ids
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -27,6 +28,9 @@ class WandbTrackerConfig:
         mode: ``offline``, ``online`` or ``disabled``; None defers to ``WANDB_MODE`` or offline.
         group: Run group (e.g. one ε sweep).
         tags: Run tags.
+        patient_ids: How tables reach W&B: ``pseudonymised`` keyed-hash ids (default), ``raw``
+            ids (explicit opt-in: they leave the machine on ``wandb sync``) or ``none`` (the
+            per-patient table is not logged).
     """
 
     project: str = "dptrain"
@@ -34,10 +38,12 @@ class WandbTrackerConfig:
     mode: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+    patient_ids: str = "pseudonymised"
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in WANDB_MODES:
             raise ConfigError(f"tracker.mode must be one of {list(WANDB_MODES)}, got {self.mode!r}")
+        check_patient_ids(self.patient_ids)
 
     def resolved_mode(self) -> str:
         """The mode the run will use (see module docstring)."""
