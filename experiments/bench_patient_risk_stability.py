@@ -15,7 +15,10 @@ Below each table, the FDR list of each disjoint sub-audit checked against the la
 one (K = 128 when the sizes are 16 … 256): precision (share of the list also on the reference
 list) and recall (share of the reference list found). The reference list is itself an FDR list
 with limited power, so a true exposure it misses counts against precision: the precision printed
-is a lower estimate of the list's true precision.
+is a lower estimate of the list's true precision. Beside it, a second check of the same list:
+the share of its patients that show the effect in the independent audit at a nominal level
+(one-sided per-patient p < 0.05 there, no multiplicity correction, since the question is whether
+already-selected patients are confirmed, not which patients to select).
 
 Fake masks: the real signals of a sub-audit's models analysed under random complementary masks
 drawn independently of training (`--fake-seeds` draws per K), so there is no membership effect;
@@ -47,6 +50,8 @@ from dptrain.cli.config import compose_run_config
 from dptrain.data.splits import balanced_membership_masks
 
 THRESHOLD = 0.8
+# Nominal level at which the independent audit confirms an already-listed patient.
+CONFIRM_LEVEL = 0.05
 
 
 def sub_audit_pairs(sizes: list[int]) -> dict[int, tuple[np.ndarray, bool]]:
@@ -204,8 +209,17 @@ def main() -> None:
             print(row(size, audit, disjoint, confirmed, fake_empty[size]))
         if reference is not None:
             print(f"\nFDR-{config.audit.fdr:.0%} list vs the independent K = {reference} list")
-            print(f"{'K':>6}{'listed':>8}{'on both':>9}{'precision':>11}{'recall':>9}")
+            print(
+                f"precision = share of the list also on the K = {reference} FDR list; "
+                f"p < {CONFIRM_LEVEL} there = share of the list with one-sided p < "
+                f"{CONFIRM_LEVEL} in the K = {reference} audit (no multiplicity correction)"
+            )
+            print(
+                f"{'K':>6}{'listed':>8}{'on both':>9}{'precision':>11}{'recall':>9}"
+                f"{f'p < {CONFIRM_LEVEL} there':>18}"
+            )
             truth = audits[reference].exposure.exposed
+            nominal = np.nan_to_num(audits[reference].exposure.p_value, nan=1.0) < CONFIRM_LEVEL
             for size in sorted(disjoint_sizes):
                 if size == reference:
                     continue
@@ -213,9 +227,11 @@ def main() -> None:
                 both = int(np.sum(listed & truth))
                 precision = both / listed.sum() if listed.any() else float("nan")
                 recall = both / truth.sum() if truth.any() else float("nan")
+                confirmed_nominal = np.mean(nominal[listed]) if listed.any() else float("nan")
                 print(
                     f"{size:>6}{int(listed.sum()):>8}{both:>9}{percent(precision):>11}"
-                    f"{percent(recall):>9}   (K = {reference} list: {int(truth.sum())})"
+                    f"{percent(recall):>9}{percent(confirmed_nominal):>18}"
+                    f"   (K = {reference} list: {int(truth.sum())})"
                 )
 
 

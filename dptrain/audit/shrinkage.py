@@ -15,10 +15,11 @@ pair's two signals are independent). g is a prior on a grid of z whose log-densi
 B-spline in AUC, fitted by penalised maximum likelihood (Efron's g-modelling with a P-spline
 penalty on second differences of the coefficients). The unpenalised nonparametric MLE was tried
 first and rejected: at K = 16 its likelihood is so flat that the share above 0.8 drifted from 11 %
-to 16 % between 100 and 10,000 EM iterations while the log-likelihood moved by 2; the smooth
-g-model gives the same share at every K in simulations (see the tests). A patient's true AUC is the
-largest of their records' (records independent given g), so their posterior is that of a maximum.
-The interval is a percentile bootstrap over patients (g refitted on each resample).
+to 16 % between 100 and 10,000 EM iterations while the log-likelihood moved by 2. The penalty is
+a fixed prior on the total log-likelihood, so the data outweigh it as records accumulate; charged
+per record it never faded and biased small-K estimates (see ``_PENALTY``). A patient's true AUC
+is the largest of their records' (records independent given g), so their posterior is that of a
+maximum. The interval is a percentile bootstrap over patients (g refitted on each resample).
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ _GRID_Z = np.concatenate((np.arange(-1.0, 3.0, 0.05), np.arange(3.0, 8.01, 0.25)
 # With this many degrees of freedom the noncentral t is replaced by a normal of the same mean and
 # variance (scipy's nct density underflows there for large statistics, and the two agree).
 _EXACT_DOF_BELOW = 30
-# Knot spacing of the log-prior's B-spline basis, in AUC, and the weight of the penalty on its
-# coefficients' second differences (per record, so it does not fade with more patients). Chosen on
-# simulations: 0.01 keeps the share above 0.8 within about 1.5 points of the truth from K = 16 to
-# K = 256; 0.1 smooths a leaky minority into the null majority at K = 16.
+# Knot spacing of the log-prior's B-spline basis, in AUC, and the weight λ of the penalty
+# λ/2 · Σ (second differences of its coefficients)² on the *total* log-likelihood: a fixed
+# Gaussian prior on the log-density's curvature (Efron 2016's c₀ = 1 convention), which the data
+# outweigh as records accumulate. An earlier version charged the penalty per record (0.01 ×
+# n_records, 21 on ACTG 175), so it never faded: at K = 16, where each record's likelihood is
+# flat, it flattened the log-prior's steep fall above the bulk and read 2.2 % above 0.8 where
+# K = 128 reads 3.5 % on the same signals (see tests/audit/test_shrinkage.py).
 _KNOT_STEP_AUC = 0.05
-_PENALTY = 0.01
+_PENALTY = 1.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,11 @@ def _fit_prior(
     penalty: np.ndarray,
     start: np.ndarray | None,
 ) -> np.ndarray:
-    """Coefficients maximising the weighted mean log marginal likelihood less the penalty."""
+    """Coefficients maximising the weighted log marginal likelihood less the penalty.
+
+    The objective is divided by the total weight (for the optimiser's scale only), so the penalty
+    enters as ``_PENALTY / total``: its pull fades as records accumulate.
+    """
     total = weights.sum()
 
     def objective(coefficients: np.ndarray) -> tuple[float, np.ndarray]:
@@ -231,9 +239,9 @@ def _fit_prior(
         # Σ_i w_i · posterior_i, the expected grid counts; its gap to total · g is the score.
         expected = (likelihood.T @ (weights / marginal)) * prior
         value = -(weights @ np.log(marginal)) / total
-        value += _PENALTY / 2 * coefficients @ penalty @ coefficients
+        value += _PENALTY / (2 * total) * coefficients @ penalty @ coefficients
         gradient = -(basis.T @ (expected - total * prior)) / total
-        return value, gradient + _PENALTY * penalty @ coefficients
+        return value, gradient + _PENALTY / total * penalty @ coefficients
 
     initial = np.zeros(basis.shape[1]) if start is None else start
     return minimize(objective, initial, jac=True, method="L-BFGS-B").x
