@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dptrain.cli.config import CONFIG_DIR, build_run_config, register_schemas
+from dptrain.cli.rundir import claim_run_directory
 from dptrain.errors import DptrainError
 from dptrain.pipeline import run
 from dptrain.reporting.audit_markdown import audit_console_lines
@@ -36,21 +37,24 @@ def app(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     try:
-        run_config, tracker_config = build_run_config(cfg)
-        plain_config = OmegaConf.to_container(cfg, resolve=True)
-        tracker = FailSoftTracker(_open_tracker(tracker_config, output_dir, cfg.name, plain_config))
-        succeeded = False
-        try:
-            report = run(
-                run_config,
-                output_dir=output_dir,
-                tracker=tracker,
-                plain_config=plain_config,
-                progress=sys.stderr.isatty() or bool(hydra_config.verbose),
+        with claim_run_directory(output_dir):
+            run_config, tracker_config = build_run_config(cfg)
+            plain_config = OmegaConf.to_container(cfg, resolve=True)
+            tracker = FailSoftTracker(
+                _open_tracker(tracker_config, output_dir, cfg.name, plain_config)
             )
-            succeeded = True
-        finally:
-            tracker.close(success=succeeded)
+            succeeded = False
+            try:
+                report = run(
+                    run_config,
+                    output_dir=output_dir,
+                    tracker=tracker,
+                    plain_config=plain_config,
+                    progress=sys.stderr.isatty() or bool(hydra_config.verbose),
+                )
+                succeeded = True
+            finally:
+                tracker.close(success=succeeded)
     except DptrainError as error:
         if hydra_config.verbose:
             raise

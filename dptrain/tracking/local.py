@@ -44,6 +44,9 @@ class CsvTracker:
         (self.folder / "config.json").write_text(json.dumps(config, indent=2, default=str))
         self._epochs_file = self.folder / "epochs.csv"
         self._epoch_columns: list[str] | None = None
+        # A run restarted in the same directory starts its own log, never appends to the last.
+        self._epochs_file.unlink(missing_ok=True)
+        (self.folder / "summary.json").unlink(missing_ok=True)
 
     def log_epoch(self, metrics: dict[str, float], *, step: int) -> None:
         """Appends one row per epoch."""

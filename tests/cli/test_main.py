@@ -170,3 +170,29 @@ def test_ctrl_c_is_one_line_exit_130_and_no_results(monkeypatch, capsys, tmp_pat
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "no results.json" in lines[0]
     assert "Traceback" not in err and not (run_dir / "results.json").exists()
+
+
+def test_a_run_directory_in_use_is_refused_and_a_stale_lock_is_not(
+    monkeypatch, capsys, tmp_path, visits_csv
+):
+    import os
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".dptrain.lock").write_text(str(os.getpid()))  # a live holder: this process
+    overrides = [*table_overrides(visits_csv), *FAST, "audit=none"]
+    code, _, err = run_app(monkeypatch, capsys, run_dir, overrides)
+    assert code == 2 and "in use by process" in err and len(err.strip().splitlines()) == 1
+    (run_dir / ".dptrain.lock").write_text("999999999")  # a killed run's lock
+    code, _, err = run_app(monkeypatch, capsys, run_dir, overrides)
+    assert code == 0, err
+    assert not (run_dir / ".dptrain.lock").exists() and (run_dir / "results.json").exists()
+
+
+def test_a_failing_rerun_removes_the_earlier_results(monkeypatch, capsys, tmp_path, visits_csv):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text('{"status": "complete", "schema_version": "1.2"}')
+    overrides = [*table_overrides(visits_csv), *FAST, "audit=none", "data.label_columns=[nope]"]
+    code, _, _ = run_app(monkeypatch, capsys, run_dir, overrides)
+    assert code == 2 and not (run_dir / "results.json").exists()
