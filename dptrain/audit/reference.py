@@ -106,7 +106,7 @@ def train_reference_models(
             index=k,
             patients=np.flatnonzero(membership[k]),
             seed=model_seed(seed, k),
-            plan=plans[_training_size(pool, membership[k])],
+            plan=plans[_training_size(pool, membership[k], recipe.privacy.unit)],
         )
         for k in missing
     ]
@@ -135,13 +135,20 @@ def recipe_fingerprint(recipe: Recipe, pool: Cohort) -> str:
 
     The data enter by content (records, labels, patients, preprocessing), not by their config: a
     config names files whose contents may change, and what a model learns from is the content.
-    ``train.threads`` is left out: the audit's models always train with one thread.
+    ``train.threads`` is left out: the audit's models always train with one thread. At record
+    level ``privacy.unit`` and ``privacy.max_records_per_patient`` (which acts only at patient
+    level) are left out too, so record-level fingerprints, and the saved models they find, are
+    those from before the privacy unit existed.
     """
     train = dataclasses.asdict(recipe.train)
     train.pop("threads", None)
+    privacy = _plain(recipe.privacy)
+    if isinstance(privacy, dict) and privacy.get("unit") == "record":
+        privacy.pop("unit")
+        privacy.pop("max_records_per_patient", None)
     described = {
         "model": [type(recipe.model_factory).__qualname__, _plain(recipe.model_factory)],
-        "privacy": _plain(recipe.privacy),
+        "privacy": privacy,
         "train": train,
         "data": _cohort_digest(pool),
     }
@@ -172,26 +179,35 @@ class _Task:
     plan: PrivacyPlan
 
 
-def _training_size(pool: Cohort, patient_mask: np.ndarray) -> tuple[int, int]:
-    """(records, largest records per patient) of one model's training set."""
+def _training_size(pool: Cohort, patient_mask: np.ndarray, unit: str) -> tuple[int, int]:
+    """(privacy units, largest records per patient) of one model's training set.
+
+    The units are records, or patients for ``privacy.unit=patient``.
+    """
     per_patient = pool.records_per_patient[patient_mask]
-    return int(per_patient.sum()), int(per_patient.max(initial=0))
+    n_units = len(per_patient) if unit == "patient" else int(per_patient.sum())
+    return n_units, int(per_patient.max(initial=0))
 
 
 def _plan_per_size(
     pool: Cohort, membership: np.ndarray, recipe: Recipe
 ) -> dict[tuple[int, int], PrivacyPlan]:
-    """The privacy plan of each distinct training-set size (usually one or two), made once."""
-    sizes = {_training_size(pool, mask) for mask in membership}
+    """The privacy plan of each distinct training-set size (usually one or two), made once.
+
+    Keyed by (privacy units, largest records per patient): records at record level, patients
+    at patient level, where the plan samples and accounts over patients.
+    """
+    unit = recipe.privacy.unit
+    sizes = {_training_size(pool, mask, unit) for mask in membership}
     return {
-        (n_records, largest): PrivacyPlan.for_training_set(
+        (n_units, largest): PrivacyPlan.for_training_set(
             recipe.privacy,
-            n_units=n_records,
+            n_units=n_units,
             batch_size=recipe.train.batch_size,
             epochs=recipe.train.epochs,
             max_records_per_patient=largest,
         )
-        for n_records, largest in sizes
+        for n_units, largest in sizes
     }
 
 

@@ -87,9 +87,11 @@ class DPBounds:
     """What the audit models' DP guarantee allows any membership attack to achieve.
 
     Attributes:
-        record: Limit for one record, from the whole privacy profile δ(ε).
+        record: Limit for one record, from the whole privacy profile δ(ε); for a patient-level
+            run (``privacy.unit=patient``) not applicable: method ``not-applicable``, AUC 1.
         patient: Limit for a patient with ``group_size`` records (equal to ``record`` if 1), from
-            the exact mixture-of-Gaussians accounting of their records' Poisson sampling.
+            the exact mixture-of-Gaussians accounting of their records' Poisson sampling; for a
+            patient-level run the plain bound of (σ, q, steps) over patients, for any patient.
         single_pair: Limit from the single (ε, δ) pair alone, to show how much the profile adds.
         group_size: Largest number of records of one patient in the pool.
         patient_epsilon: ε at the run's δ for a patient with ``group_size`` records.
@@ -522,12 +524,33 @@ def _attack_auc_on(name: str, cohort: Cohort, audit: AuditConfig, seed: int):
 
 
 def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
-    """DP-implied limits of the audit models, at record level and for the largest patient."""
+    """DP-implied limits of the audit models, at record level and for the largest patient.
+
+    With ``spend.unit == "patient"`` the models ran patient-level DP-SGD: a unit is a whole
+    patient, so the plain bound of (σ, q, steps) is the patient's whatever its number of records,
+    with no group privacy. No record-level bound is stated then (method ``not-applicable``, AUC
+    1): removing one record of a patient who stays in changes that patient's clipped gradient,
+    which is not the add/remove-one-unit change the accounting covers.
+    """
     run = {
         "noise_multiplier": spend.noise_multiplier if spend.private else None,
         "sample_rate": spend.sample_rate,
         "steps": spend.steps,
     }
+    if spend.unit == "patient":
+        patient = dp_sgd_attack_bound(**run)
+        return DPBounds(
+            record=_not_applicable_bound(patient.fpr),
+            patient=patient,
+            single_pair=(
+                single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)
+                if spend.private
+                else patient
+            ),
+            group_size=group_size,
+            patient_epsilon=spend.epsilon,
+            classic_group_privacy=None,
+        )
     record = dp_sgd_attack_bound(**run)
     patient, classic, patient_epsilon = record, None, spend.epsilon
     if group_size > 1:
@@ -547,6 +570,13 @@ def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
         group_size=group_size,
         patient_epsilon=patient_epsilon,
         classic_group_privacy=classic,
+    )
+
+
+def _not_applicable_bound(fpr: np.ndarray) -> AttackBound:
+    """A record-level "bound" that states nothing (AUC 1), for patient-level runs."""
+    return AttackBound(
+        fpr=fpr, max_tpr=np.ones_like(fpr), max_auc=1.0, group_size=1, method="not-applicable"
     )
 
 
@@ -615,7 +645,7 @@ def _warnings(
             "check for data outside the DP mechanism (e.g. a patient's records in several splits) "
             "or a modified training loop."
         )
-    if bounds.record.vacuous and bounds.record.method != "non-private":
+    if bounds.record.vacuous and bounds.record.method not in ("non-private", "not-applicable"):
         messages.append(
             "The record-level DP bound is vacuous (maximum attack AUC "
             f"{bounds.record.max_auc:.3f}): at this ε the guarantee does not limit membership "

@@ -23,6 +23,10 @@ from dptrain.errors import ConfigError
 PRIVACY_MODES = ("dp", "none")
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("auto", "ghost", "hooks", "functorch", "ew")
+PRIVACY_UNITS = ("record", "patient")
+# Patient-level DP-SGD sums each patient's per-record gradients before clipping, so it needs the
+# per-sample gradients materialised: ghost clipping (norms only) and expanded weights cannot.
+PATIENT_GRAD_SAMPLE_MODES = ("auto", "hooks", "functorch")
 # Rényi orders for the cheap per-epoch curve; Opacus' own default set.
 RDP_ORDERS = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
@@ -42,6 +46,13 @@ class PrivacyConfig:
         grad_sample_mode: Opacus per-sample gradient mode: ``auto`` (the model's fastest mode
             verified correct by its per-sample-gradient test: ghost clipping for the MLP, hooks for
             the image CNNs), ``ghost``, ``hooks``, ``functorch`` or ``ew``.
+        unit: What ε protects: ``record`` (one record; a patient with k records only through group
+            privacy) or ``patient`` (patient-level DP-SGD: patients are Poisson-sampled and each
+            patient's summed gradient is clipped to C, so ε covers all of a patient's records).
+        max_records_per_patient: With ``unit=patient``, the most records of one patient used in a
+            step (more are subsampled per step, seeded); 0 uses them all. The cap bounds compute
+            and changes utility, never the guarantee: a patient's gradient is clipped to C however
+            many of its records enter it.
     """
 
     mode: str = "dp"
@@ -50,6 +61,8 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "auto"
+    unit: str = "record"
+    max_records_per_patient: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in PRIVACY_MODES:
@@ -74,14 +87,28 @@ class PrivacyConfig:
                 f"privacy.grad_sample_mode must be one of {list(GRAD_SAMPLE_MODES)}, "
                 f"got {self.grad_sample_mode!r}"
             )
+        if self.unit not in PRIVACY_UNITS:
+            raise ConfigError(
+                f"privacy.unit must be one of {list(PRIVACY_UNITS)}, got {self.unit!r}"
+            )
+        if self.unit == "patient" and self.grad_sample_mode not in PATIENT_GRAD_SAMPLE_MODES:
+            raise ConfigError(
+                f"privacy.unit=patient needs privacy.grad_sample_mode in "
+                f"{list(PATIENT_GRAD_SAMPLE_MODES)}, got {self.grad_sample_mode!r}"
+            )
+        if self.max_records_per_patient < 0:
+            raise ConfigError(
+                f"privacy.max_records_per_patient must be >= 0 (0: no cap), "
+                f"got {self.max_records_per_patient}"
+            )
 
     @property
     def private(self) -> bool:
         """Whether training adds noise at all."""
         return self.mode == "dp"
 
-    def resolve_delta(self, n_units: int) -> float:
-        """The δ to use for ``n_units`` privacy units (records), checked against 1/N.
+    def resolve_delta(self, n_units: int, unit: str = "record") -> float:
+        """The δ to use for ``n_units`` privacy units (records or patients), checked against 1/N.
 
         Example:
             >>> PrivacyConfig().resolve_delta(1711)
@@ -92,7 +119,7 @@ class PrivacyConfig:
         if self.delta >= 1 / n_units:
             raise ConfigError(
                 f"privacy.delta={self.delta:g} is not below 1/N = {1 / n_units:.3g} for "
-                f"N = {n_units} training records; choose e.g. privacy.delta=1e-5 or leave it unset"
+                f"N = {n_units} training {unit}s; choose e.g. privacy.delta=1e-5 or leave it unset"
             )
         return self.delta
 
@@ -104,7 +131,7 @@ class PrivacySpend:
     Attributes:
         private: False for the non-private baseline (then ε is infinite).
         unit: What one neighbouring-data-set change is: ``record`` (a patient with k records is
-            covered by group privacy over k records).
+            covered by group privacy over k records) or ``patient`` (all of one patient's records).
         epsilon: ε spent, from the configured accountant (infinite when not private).
         epsilon_rdp: ε from the RDP accountant, for comparison with other tools.
         epsilon_target: The ε the noise was calibrated to.
@@ -115,7 +142,7 @@ class PrivacySpend:
         epochs: Number of passes over the data.
         max_grad_norm: Clipping norm C.
         accountant: The accountant behind ``epsilon``.
-        n_units: Number of privacy units (records) in the training set.
+        n_units: Number of privacy units (records or patients) in the training set.
         max_records_per_patient: Largest k, for the patient-level reading of ε.
     """
 

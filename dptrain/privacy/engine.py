@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dptrain.errors import ConfigError
+from dptrain.privacy.patient import PatientPrivacyEngine
 
 
 @dataclass
@@ -48,6 +49,7 @@ def make_private(
     accountant: str,
     noise_seed: int,
     device: torch.device | None = None,
+    unit: str = "record",
 ) -> TrainingParts:
     """Makes the training objects private with Opacus' `PrivacyEngine.make_private`.
 
@@ -60,6 +62,8 @@ def make_private(
         accountant: ``prv`` or ``rdp``; records each step.
         noise_seed: Seed of the noise generator (reproducible runs; not secure mode).
         device: The model's device; the noise generator must live there.
+        unit: ``record``, or ``patient``: the loader's items are patients and the optimiser
+            clips each patient's summed gradient (`PatientPrivacyEngine`).
 
     Returns:
         The private parts, with the engine.
@@ -77,7 +81,8 @@ def make_private(
         # Opacus warns that a seeded generator is not secure randomness; reproducibility is the
         # point here, and the warning would repeat for every audit model.
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=accountant)
+        engine_class = PatientPrivacyEngine if unit == "patient" else PrivacyEngine
+        engine = engine_class(accountant=accountant)
         private = engine.make_private(
             module=parts.module,
             optimizer=parts.optimizer,

@@ -2,9 +2,9 @@
 
 `fit` and the audit both ask `PrivacyPlan.for_training_set` for the plan of a training set of a
 given size, so the audit never re-derives σ: its K models of one or two sizes share the plan the
-calibration cache holds. The plan carries its privacy unit; today every run is record-level
-(a "unit" is one record and a patient with k records is covered by group privacy), and a
-patient-level plan (units = patients) is where patient-level DP-SGD lands.
+calibration cache holds. The plan carries its privacy unit: ``record`` (a unit is one record and a
+patient with k records is covered by group privacy) or ``patient`` (units are patients: patients
+are Poisson-sampled, the batch size counts patients, and δ and σ are resolved for N patients).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from dptrain.errors import ConfigError
 from dptrain.privacy.accounting import (
+    PRIVACY_UNITS,
     PrivacyConfig,
     PrivacySpend,
     calibrate_noise,
     epsilon_spent,
     rdp_epsilon_curve,
 )
-
-PRIVACY_UNITS = ("record",)
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,13 @@ class PrivacyPlan:
 
     Attributes:
         privacy: The privacy config the plan implements.
-        unit: What a neighbouring data set changes: ``record``.
-        n_units: Privacy units in the training set (records).
+        unit: What a neighbouring data set changes: ``record`` or ``patient``.
+        n_units: Privacy units in the training set (records or patients).
         max_records_per_patient: Largest number of records of one patient, for the patient-level
             reading of a record-level ε.
-        batch_size: Expected logical batch size.
+        batch_size: Expected logical batch size, in units (records, or patients).
         epochs: Passes over the data.
-        delta: δ of the guarantee (resolved against 1/N).
+        delta: δ of the guarantee (resolved against 1/N, N in units).
         noise_multiplier: σ (0 when not private).
         sample_rate: Poisson sampling rate q = 1 / ceil(N / batch size), the rate Opacus' loader
             and accountant use.
@@ -72,33 +71,41 @@ class PrivacyPlan:
         n_units: int,
         batch_size: int,
         epochs: int,
-        unit: str = "record",
+        unit: str | None = None,
         max_records_per_patient: int = 1,
     ) -> PrivacyPlan:
         """The plan for a training set of ``n_units`` privacy units (σ calibrated and cached).
 
         Args:
             privacy: Target (ε, δ), accountant and clipping.
-            n_units: Training-set size in privacy units.
-            batch_size: Expected logical batch size.
+            n_units: Training-set size in privacy units (records, or patients).
+            batch_size: Expected logical batch size in privacy units.
             epochs: Passes over the data.
-            unit: The privacy unit; ``record``.
+            unit: The privacy unit, ``record`` or ``patient``; None takes ``privacy.unit``.
             max_records_per_patient: Largest k, carried into the spend.
 
         Returns:
             The plan.
 
         Raises:
-            ConfigError: For an unknown unit, an empty training set, δ ≥ 1/N or an unreachable ε.
+            ConfigError: For an unknown unit, an empty training set, a patient-level batch larger
+                than the training set, δ ≥ 1/N or an unreachable ε.
         """
+        unit = privacy.unit if unit is None else unit
         if unit not in PRIVACY_UNITS:
             raise ConfigError(f"privacy unit must be one of {list(PRIVACY_UNITS)}, got {unit!r}")
         if n_units < 1:
             raise ConfigError("the training set is empty: no privacy plan for 0 units")
+        if unit == "patient" and batch_size > n_units:
+            # q = batch / N would exceed 1: no Poisson rate samples that many patients per step.
+            raise ConfigError(
+                f"train.batch_size={batch_size} expected patients per batch is more than the "
+                f"{n_units} training patients; lower train.batch_size"
+            )
         steps_per_epoch = math.ceil(n_units / batch_size)
         sample_rate = 1 / steps_per_epoch  # what Opacus' DPDataLoader and accountant use
         steps = epochs * steps_per_epoch
-        delta = privacy.resolve_delta(n_units)
+        delta = privacy.resolve_delta(n_units, unit=unit)
         noise_multiplier, curve = 0.0, (math.inf,) * epochs
         if privacy.private:
             noise_multiplier = calibrate_noise(

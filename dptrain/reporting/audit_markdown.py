@@ -72,7 +72,12 @@ def audit_console_lines(report: RunReport) -> list[str]:
     bounds, patients = audit.bounds, audit.patients
     best = _attack(audit, audit.best_attack)
     high = _threshold_index(patients.thresholds, 0.9)
-    if spend.private:
+    if spend.private and spend.unit == "patient":
+        budget = (
+            f"budget       ε = {spend.epsilon:.2f} per patient allows attack AUC ≤ "
+            f"{bounds.patient.max_auc:.3f} per patient, whatever its number of records"
+        )
+    elif spend.private:
         budget = (
             f"budget       ε = {spend.epsilon:.2f} allows attack AUC ≤ {bounds.record.max_auc:.3f} "
             f"per record, ≤ {bounds.patient.max_auc:.3f} per patient "
@@ -131,6 +136,8 @@ def headline_section(report: RunReport) -> str:
     confidence = f"{audit.patient_risk.confidence:.0%}"
     # Membership is per patient: with several records per patient the patient-level bound applies.
     for_patients = f" (k = {bounds.group_size} records)" if bounds.group_size > 1 else ""
+    if spend.unit == "patient":
+        for_patients = " (per patient)"
     floor, shares, exposure = audit.null_floor, audit.deconvolution, audit.exposure
     rows = [
         [*_budget_row(spend, audit, confidence), "—"],
@@ -267,7 +274,9 @@ def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> lis
     )
     budget = f"{number(spend.epsilon, 2)} (δ = {spend.delta:g})" if spend.private else "∞ (no DP)"
     bounds = audit.bounds
-    if spend.private and bounds.group_size > 1:
+    if spend.private and spend.unit == "patient":
+        budget += " per patient"
+    elif spend.private and bounds.group_size > 1:
         budget += (
             f" per record; {number(bounds.patient_epsilon, 2)} for a patient with "
             f"{bounds.group_size} records"

@@ -55,9 +55,14 @@ def privacy_section(report: RunReport) -> str:
         ["sampling rate q (Poisson)", number(spend.sample_rate, 4)],
         ["steps / epochs", f"{spend.steps} / {spend.epochs}"],
         ["clipping norm C", number(spend.max_grad_norm)],
-        ["privacy unit", f"{spend.unit} (N = {spend.n_units} training records)"],
+        ["privacy unit", f"{spend.unit} (N = {spend.n_units} training {spend.unit}s)"],
     ]
-    if k > 1:
+    if spend.unit == "patient":
+        unit_note = (
+            "ε is per **patient**: patients were Poisson-sampled and each patient's summed "
+            f"gradient clipped as one, so ε covers all of a patient's records (up to {k} here)."
+        )
+    elif k > 1:
         unit_note = (
             f"ε is per **record**. Some patients have up to {k} records; the guarantee for such a "
             f"patient is weaker (group privacy over {k} records, see the audit's patient-level "

@@ -116,6 +116,8 @@ def _bound_curves(audit: AuditResult):
     bounds = audit.bounds
     if bounds.record.method == "non-private":
         return []
+    if bounds.record.method == "not-applicable":  # patient-level DP: one bound, per patient
+        return [(bounds.patient, "-.", f"DP bound, patient (AUC ≤ {bounds.patient.max_auc:.3f})")]
     curves = [(bounds.record, "--", f"DP bound, record (AUC ≤ {bounds.record.max_auc:.3f})")]
     if bounds.group_size > 1:
         curves.append(

@@ -23,9 +23,12 @@ class TrainConfig:
 
     Attributes:
         epochs: Passes over the training data (expected, under Poisson sampling).
-        batch_size: Logical (expected) batch size; q = 1 / ceil(N / batch_size).
+        batch_size: Logical (expected) batch size; q = 1 / ceil(N / batch_size). Counted in
+            privacy units: records, or patients with ``privacy.unit=patient``.
         max_physical_batch_size: Largest batch put through the model at once; Opacus'
-            BatchMemoryManager splits bigger logical batches (DP only).
+            BatchMemoryManager splits bigger logical batches (DP only). Patients, not records,
+            with ``privacy.unit=patient`` (cap their records with
+            ``privacy.max_records_per_patient``).
         optimizer: ``sgd``, ``adam`` or ``adamw``.
         lr: Learning rate.
         momentum: SGD momentum (ignored by Adam).

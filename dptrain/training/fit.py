@@ -33,6 +33,7 @@ from dptrain.training.loop import (
     record_dataset,
     train_epochs,
 )
+from dptrain.training.patients import PatientLoss, PatientRecords
 
 log = logging.getLogger(__name__)
 PREDICT_BATCH_SIZE = 4096
@@ -136,16 +137,19 @@ def fit(
     """
     if cohort.n_records == 0:
         raise DataError(f"cannot train on an empty cohort {cohort.name!r}")
+    per_patient = privacy.unit == "patient"
+    n_units = cohort.n_patients if per_patient else cohort.n_records
     plan = plan or PrivacyPlan.for_training_set(
         privacy,
-        n_units=cohort.n_records,
+        n_units=n_units,
         batch_size=train.batch_size,
         epochs=train.epochs,
         max_records_per_patient=int(cohort.records_per_patient.max()),
     )
-    if plan.n_units != cohort.n_records or plan.privacy != privacy:
+    if plan.n_units != n_units or plan.unit != privacy.unit or plan.privacy != privacy:
         raise ConfigError(
-            f"the privacy plan is for {plan.n_units} units, the cohort has {cohort.n_records}"
+            f"the privacy plan is for {plan.n_units} {plan.unit}s, the cohort has {n_units} "
+            f"{privacy.unit}s"
         )
     grad_sample_mode = _grad_sample_mode(model_factory, privacy, train)
     device = resolve_device(train.device)
@@ -163,6 +167,16 @@ def fit(
             class_weights=_class_weights(cohort, train.class_weights),
         ).to(device)
         optimizer = train.make_optimizer(module.parameters())
+        if per_patient:
+            # The loader's items are patients: Opacus' Poisson sampler then draws patients.
+            dataset = PatientRecords(
+                dataset,
+                cohort.record_patient,
+                n_patients=cohort.n_patients,
+                max_records=privacy.max_records_per_patient,
+                generator=torch.Generator().manual_seed(seed + 3),
+            )
+            criterion = PatientLoss(criterion)
         data_loader = DataLoader(
             dataset,
             batch_size=train.batch_size,
@@ -182,6 +196,7 @@ def fit(
                 accountant=privacy.accountant,
                 noise_seed=seed + 1,
                 device=device,
+                unit=privacy.unit,
             )
 
         history: list[EpochLog] = []
@@ -243,10 +258,11 @@ def _grad_sample_mode(
     Augmentation multiplicity averages a record's k views before clipping by accumulating
     per-sample gradients over k forward passes, which Opacus' hook-based modes do (the
     tied-parameter mechanism) and ghost clipping and expanded weights do not; ``auto`` then picks
-    the model's first verified mode that can.
+    the model's first verified mode that can. Patient-level DP-SGD sums a patient's per-record
+    gradients before clipping, so it too needs them materialised (hooks or functorch).
     """
     requested = privacy.grad_sample_mode
-    if requested == "auto" and train.augment_multiplicity > 1:
+    if requested == "auto" and (train.augment_multiplicity > 1 or privacy.unit == "patient"):
         requested = next(
             (m for m in model_factory.grad_sample_modes if m in MULTIPLICITY_MODES), requested
         )
@@ -255,6 +271,11 @@ def _grad_sample_mode(
         raise ConfigError(
             f"train.augment_multiplicity > 1 needs privacy.grad_sample_mode in "
             f"{list(MULTIPLICITY_MODES)}, got {mode}"
+        )
+    if privacy.private and privacy.unit == "patient" and mode not in MULTIPLICITY_MODES:
+        raise ConfigError(
+            f"privacy.unit=patient needs privacy.grad_sample_mode in "
+            f"{['auto', *MULTIPLICITY_MODES]} and a model verified for one of them, got {mode}"
         )
     return mode
 

@@ -198,10 +198,19 @@ def train_epochs(
                 max_physical_batch_size=max_physical_batch_size,
                 private=private,
             ) as loader:
-                for features, labels in loader:
-                    features, labels = features.to(device), labels.to(device)
+                for batch in loader:
+                    features, labels = batch[0].to(device), batch[1].to(device)
+                    # Patient-level batches carry each record's patient (`PatientRecords`).
+                    record_patient = batch[2].to(device) if len(batch) > 2 else None
                     optimizer.zero_grad(set_to_none=True)
-                    loss = batch_loss(module, criterion, features, labels, augment, views)
+                    if record_patient is not None and private:
+                        # A `PatientDPOptimizer` must know each record's patient: without it,
+                        # it would clip records, not patients (so no fallback here).
+                        n_patients = int(record_patient.max()) + 1 if len(record_patient) else 0
+                        optimizer.set_batch_patients(record_patient, n_patients)
+                    loss = batch_loss(
+                        module, criterion, features, labels, augment, views, record_patient
+                    )
                     loss.backward()
                     optimizer.step()
                     if average is not None and not getattr(
@@ -222,16 +231,19 @@ def batch_loss(
     labels: torch.Tensor,
     augment: Callable[[torch.Tensor], torch.Tensor] | None,
     views: int,
+    record_patient: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The batch's loss; with augmentation, the mean over ``views`` random views of the batch.
 
     The views are k separate forward passes of the same records: Opacus' hooks count the passes
     and sum each record's per-sample gradients over them before clipping (its tied-parameter
-    mechanism), so a record's clipped gradient is that of its mean loss over its views.
+    mechanism), so a record's clipped gradient is that of its mean loss over its views. With
+    ``record_patient`` (patient-level batches) the criterion also gets each record's patient.
     """
+    extra = () if record_patient is None else (record_patient,)
     if augment is None:
-        return criterion(module(features), labels)
-    return sum(criterion(module(augment(features)), labels) for _ in range(views)) / views
+        return criterion(module(features), labels, *extra)
+    return sum(criterion(module(augment(features)), labels, *extra) for _ in range(views)) / views
 
 
 class ParameterAverage:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from opacus.accountants.utils import get_noise_multiplier
 
-from dptrain.audit.reference import Recipe, _plan_per_size
+from dptrain.audit.reference import Recipe, _plan_per_size, recipe_fingerprint
 from dptrain.data.cohort import Cohort
 from dptrain.errors import ConfigError
 from dptrain.models import MLPConfig
@@ -64,3 +64,36 @@ def test_audit_asks_the_plan_once_per_training_set_size():
             max_records_per_patient=largest,
         )
         assert plan == fresh
+
+
+def test_patient_level_audit_plans_over_patients():
+    cohort = Cohort.from_records(
+        name="toy",
+        features=np.zeros((7, 1)),
+        labels=[0, 1, 0, 1, 0, 1, 1],
+        patient_ids=["a", "a", "b", "c", "d", "d", "d"],
+    )
+    membership = np.array([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
+    privacy = PrivacyConfig(epsilon=2.0, unit="patient", accountant="rdp")
+    recipe = Recipe(MLPConfig(), privacy, TrainConfig(batch_size=1, epochs=1))
+    plans = _plan_per_size(cohort, membership, recipe)
+    # Every model has 2 patients; the largest patient has 2 or 3 records.
+    assert set(plans) == {(2, 2), (2, 3)}
+    for plan in plans.values():
+        assert plan.unit == "patient" and plan.n_units == 2 and plan.sample_rate == 0.5
+
+
+def test_record_fingerprint_ignores_the_patient_only_fields():
+    cohort = Cohort.from_records(
+        name="toy", features=np.zeros((3, 1)), labels=[0, 1, 1], patient_ids=["a", "a", "b"]
+    )
+
+    def fingerprint(**privacy) -> str:
+        return recipe_fingerprint(
+            Recipe(MLPConfig(), PrivacyConfig(**privacy), TrainConfig()), cohort
+        )
+
+    record = fingerprint()
+    assert record == fingerprint(max_records_per_patient=5)  # the cap acts only per patient
+    patient = fingerprint(unit="patient")
+    assert patient != record and patient != fingerprint(unit="patient", max_records_per_patient=5)
