@@ -18,6 +18,7 @@ def fake_ehr_table(
     *,
     n_patients: int,
     max_records_per_patient: int = 1,
+    heavy_tailed: bool = False,
     n_features: int = 8,
     signal: float = 1.0,
     missing_rate: float = 0.05,
@@ -32,6 +33,7 @@ def fake_ehr_table(
     Args:
         n_patients: Number of patients.
         max_records_per_patient: Each patient gets 1..this many rows (uniformly).
+        heavy_tailed: Draw rows per patient from a Zipf law (a = 1.8) capped at the maximum.
         n_features: Number of numeric features.
         signal: Scale of the true logistic coefficients (0: labels are pure noise).
         missing_rate: Share of numeric values set to NaN.
@@ -46,7 +48,10 @@ def fake_ehr_table(
         (5, True)
     """
     rng = np.random.default_rng(seed)
-    records = rng.integers(1, max_records_per_patient + 1, size=n_patients)
+    if heavy_tailed:  # most patients have one or two records, a few have many (Zipf, a = 1.8)
+        records = np.minimum(rng.zipf(1.8, size=n_patients), max_records_per_patient)
+    else:
+        records = rng.integers(1, max_records_per_patient + 1, size=n_patients)
     patient_of_record = np.repeat(np.arange(n_patients), records)
     n_records = len(patient_of_record)
     patient_effect = rng.normal(size=(n_patients, n_features))
