@@ -21,6 +21,9 @@ from opacus.accountants.utils import get_noise_multiplier
 from dptrain.errors import ConfigError
 
 PRIVACY_MODES = ("dp", "none")
+# Above this ε the DP-implied attack bounds are vacuous and σ calibration slows (ε = 1e9 ran for
+# 15 minutes): such budgets are refused in favour of the non-private baseline.
+MAX_EPSILON = 100.0
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("auto", "ghost", "hooks", "functorch", "ew")
 PRIVACY_UNITS = ("record", "patient")
@@ -73,6 +76,12 @@ class PrivacyConfig:
             raise ConfigError(
                 f"privacy.epsilon must be a finite number > 0, got {self.epsilon} "
                 "(use privacy=none for a non-private baseline)"
+            )
+        if self.private and self.epsilon > MAX_EPSILON:
+            raise ConfigError(
+                f"privacy.epsilon={self.epsilon:g} is above {MAX_EPSILON:g}, where the guarantee "
+                "limits no attack (and calibrating σ takes ever longer); use privacy=none for a "
+                "non-private baseline"
             )
         if self.delta is not None and not 0 < self.delta < 1:
             raise ConfigError(f"privacy.delta must be in (0, 1), got {self.delta}")

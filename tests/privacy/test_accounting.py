@@ -73,3 +73,12 @@ def test_rdp_curve_matches_opacus_rdp_accountant_and_grows():
     accountant.history = [(1.2, 0.05, 60)]
     assert curve[0] < curve[1] < curve[2]
     assert curve[2] == pytest.approx(accountant.get_epsilon(delta=1e-5), rel=1e-9)
+
+
+def test_an_absurd_budget_is_refused_before_any_calibration_pointing_to_the_baseline():
+    from dptrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"above 100.*privacy=none"):
+        PrivacyConfig(epsilon=1e9)  # used to spend 15 minutes in σ calibration
+    assert PrivacyConfig(epsilon=100.0).epsilon == 100.0
+    assert PrivacyConfig(mode="none", epsilon=1e9).private is False  # the baseline ignores ε
