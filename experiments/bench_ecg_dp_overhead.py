@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 import torch
-from steptime import ms_per_step
+from steptime import interleaved_times
 
 from dptrain.models.ecg import CNN1DConfig, Scatter1DConfig
 from dptrain.training.loop import TensorRecords
@@ -72,27 +72,15 @@ def main() -> None:
         )
         for label, (config, shape) in chosen.items()
     }
-    modes = {
-        label: ("none", *type(config).grad_sample_modes) for label, (config, _) in chosen.items()
-    }
-    times: dict[tuple[str, str], list[float]] = {
-        (label, mode): [] for label in chosen for mode in modes[label]
-    }
-    for _ in range(args.repeats):
-        for label, (config, _) in chosen.items():
-            for mode in modes[label]:
-                times[label, mode].append(
-                    ms_per_step(
-                        config,
-                        mode,
-                        records[label],
-                        n_outputs=N_OUTPUTS,
-                        multilabel=True,
-                        batch_size=args.batch_size,
-                        steps=args.steps,
-                        seconds=args.seconds,
-                    )
-                )
+    modes, times = interleaved_times(
+        {label: (config, records[label]) for label, (config, _) in chosen.items()},
+        repeats=args.repeats,
+        n_outputs=N_OUTPUTS,
+        multilabel=True,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        seconds=args.seconds,
+    )
     print(
         f"batch {args.batch_size}, {args.records} records, up to {args.steps} steps or "
         f"{args.seconds} s x {args.repeats} interleaved repeats, torch threads {args.threads}"

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 import torch
-from steptime import ms_per_step
+from steptime import interleaved_times
 
 from dptrain.models import CNNConfig, ResNetConfig, ScatterNetConfig, model_name
 from dptrain.training.loop import TensorRecords
@@ -68,25 +68,15 @@ def main() -> None:
         label: training_records(config, args.images, scattering_seconds=scattering_seconds)
         for label, config in models.items()
     }
-    modes = {label: ("none", *type(config).grad_sample_modes) for label, config in models.items()}
-    times: dict[tuple[str, str], list[float]] = {
-        (label, mode): [] for label in models for mode in modes[label]
-    }
-    for _ in range(args.repeats):
-        for label, config in models.items():
-            for mode in modes[label]:
-                times[label, mode].append(
-                    ms_per_step(
-                        config,
-                        mode,
-                        records[label],
-                        n_outputs=N_CLASSES,
-                        multilabel=False,
-                        batch_size=args.batch_size,
-                        steps=args.steps,
-                        seconds=args.seconds,
-                    )
-                )
+    modes, times = interleaved_times(
+        {label: (config, records[label]) for label, config in models.items()},
+        repeats=args.repeats,
+        n_outputs=N_CLASSES,
+        multilabel=False,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        seconds=args.seconds,
+    )
     print(
         f"28x28 grey, batch {args.batch_size}, {args.images} images, up to {args.steps} steps "
         f"or {args.seconds} s x {args.repeats} interleaved repeats, torch threads {args.threads}"

@@ -61,3 +61,34 @@ def ms_per_step(
     started = time.perf_counter()
     done = run(steps, deadline=started + seconds)
     return 1000.0 * (time.perf_counter() - started) / done
+
+
+def interleaved_times(
+    setups: dict[str, tuple[object, TensorRecords]],
+    *,
+    repeats: int,
+    **timing: object,
+) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], list[float]]]:
+    """ms/step of every setup under ``none`` and each of its model's verified modes.
+
+    All variants run once per repeat, interleaved, so machine noise hits them alike.
+
+    Args:
+        setups: label -> (model config, training records).
+        repeats: Interleaved rounds.
+        **timing: Passed to `ms_per_step` (n_outputs, multilabel, batch_size, steps, seconds).
+
+    Returns:
+        label -> the modes timed (``none`` first), and (label, mode) -> one time per repeat.
+    """
+    modes = {
+        label: ("none", *type(config).grad_sample_modes) for label, (config, _) in setups.items()
+    }
+    times: dict[tuple[str, str], list[float]] = {
+        (label, mode): [] for label in setups for mode in modes[label]
+    }
+    for _ in range(repeats):
+        for label, (config, records) in setups.items():
+            for mode in modes[label]:
+                times[label, mode].append(ms_per_step(config, mode, records, **timing))
+    return modes, times
