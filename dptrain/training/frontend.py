@@ -51,7 +51,7 @@ def apply_frontend(cohort: Cohort, model_factory: object) -> tuple[Cohort, str |
         )
     features = np.concatenate(
         [
-            frontend.transform(_unit_scaled(chunk))
+            frontend.transform(chunk)  # a front end scales its own input (uint8 → [0, 1])
             for chunk in chunks(cohort.features, FRONTEND_CHUNK)
         ]
     ).astype(np.float32)
@@ -67,10 +67,3 @@ def apply_frontend(cohort: Cohort, model_factory: object) -> tuple[Cohort, str |
         ),
     )
     return transformed, frontend.name
-
-
-def _unit_scaled(chunk: np.ndarray) -> np.ndarray:
-    """8-bit images to [0, 1]; float records as they are."""
-    if chunk.dtype == np.uint8:
-        return chunk.astype(np.float32) / 255.0
-    return chunk.astype(np.float32, copy=False)
