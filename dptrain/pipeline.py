@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dptrain.audit.config import AuditConfig
+from dptrain.audit.dp_audits import DPAuditInputs, DPAuditRow, run_dp_audits
 from dptrain.audit.executors import available_cores
 from dptrain.audit.run import run_audit
 from dptrain.data.cohort import Cohort
@@ -25,7 +26,7 @@ from dptrain.reporting.results import RunReport, to_plain
 from dptrain.reporting.writer import write_run
 from dptrain.tracking.base import NullTracker, Tracker
 from dptrain.training.config import TrainConfig
-from dptrain.training.evaluate import evaluate
+from dptrain.training.evaluate import check_test_split, evaluate
 from dptrain.training.fit import EpochLog, fit
 from dptrain.training.frontend import apply_frontend
 from dptrain.training.threads import choose_threads, intra_op_threads
@@ -100,6 +101,8 @@ def run(
     if frontend is not None:
         timings["frontend_seconds"] = time.perf_counter() - stage
     split = _split(cohort, config)
+    check_test_split(split.test)  # before training: a run whose utility cannot be computed
+    privacy = _privacy_unit(config.privacy, cohort)
     log.info(
         "%s: %d patients, %d records; train %d patients, test %d patients",
         cohort.name,
@@ -110,7 +113,9 @@ def run(
     )
 
     def log_epoch(entry: EpochLog) -> None:
-        tracker.log_epoch({"loss": entry.loss, "epsilon_rdp": entry.epsilon_rdp}, step=entry.epoch)
+        # "epsilon" is the configured accountant's (it ends at the headline ε); RDP is labelled.
+        metrics = {"loss": entry.loss, "epsilon": entry.epsilon, "epsilon_rdp": entry.epsilon_rdp}
+        tracker.log_epoch(metrics, step=entry.epoch)
 
     stage = time.perf_counter()
     threads = choose_threads(
@@ -125,7 +130,7 @@ def run(
         model = fit(
             cohort=split.train,
             model_factory=config.model,
-            privacy=config.privacy,
+            privacy=privacy,
             train=config.train,
             seed=config.seed,
             progress=progress,
@@ -138,13 +143,28 @@ def run(
     utility = evaluate(split.test, model.predict_proba(split.test.features))
     timings["evaluate_seconds"] = time.perf_counter() - stage
 
+    dp_audits: tuple[DPAuditRow, ...] = ()
+    if config.audit.dp_audit_names:
+        stage = time.perf_counter()
+        dp_audits = run_dp_audits(
+            DPAuditInputs(
+                cohort=split.train,
+                model_factory=config.model,
+                privacy=privacy,
+                train=config.train,
+                audit=config.audit,
+                seed=config.seed,
+            )
+        )
+        timings["dp_audit_seconds"] = time.perf_counter() - stage
+
     audit = None
-    if config.audit.enabled:
+    if config.audit.leave_many_out:
         stage = time.perf_counter()
         audit = run_audit(
             cohort=cohort,
             model_factory=config.model,
-            privacy=config.privacy,
+            privacy=privacy,
             train=config.train,
             audit=config.audit,
             seed=config.seed,
@@ -165,6 +185,7 @@ def run(
         utility=utility,
         history=model.history,
         audit=audit,
+        dp_audits=dp_audits,
         timings=timings,
         versions=library_versions(),
         training={
@@ -178,6 +199,29 @@ def run(
     )
     write_run(report, model=model, output_dir=output_dir, tracker=tracker)
     return report
+
+
+def _privacy_unit(privacy: PrivacyConfig, cohort: Cohort) -> PrivacyConfig:
+    """The privacy config with its unit resolved on the whole cohort, and the choice logged.
+
+    Resolving before the split gives the target and every audit model the same unit.
+    """
+    largest = int(cohort.records_per_patient.max())
+    resolved = privacy.for_cohort(largest)
+    if largest == 1 and privacy.private:
+        log.info(
+            "privacy.unit=%s: every patient has one record, so ε per record is ε per patient "
+            "(record- and patient-level DP-SGD have the same σ, q and steps here)%s",
+            privacy.unit,
+            "; record-level chosen" if privacy.unit == "auto" else "",
+        )
+    elif privacy.unit == "auto" and privacy.private:
+        log.info(
+            "privacy.unit=auto: patients have up to %d records, so ε protects a whole patient "
+            "(patient-level DP-SGD; privacy.unit=record for ε per record)",
+            largest,
+        )
+    return resolved
 
 
 def _split(cohort: Cohort, config: RunConfig) -> CohortSplit:

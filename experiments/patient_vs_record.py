@@ -11,7 +11,11 @@ Cohorts:
 - A generated cohort with a heavy-tailed records-per-patient law (Zipf, up to 50 records).
 
     python experiments/patient_vs_record.py                 # ~3 min on 2 cores
-    python experiments/patient_vs_record.py --models 64
+    python experiments/patient_vs_record.py --models 64 --plot patient_vs_record.png
+
+The plot puts, per cohort and unit, the test AUROC beside the per-patient picture: the largest
+attack AUC the DP guarantee allows a patient, the measured largest and 99th-percentile patient AUC,
+and the noise floor those measurements must beat.
 """
 
 from __future__ import annotations
@@ -96,7 +100,9 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=8.0)
     parser.add_argument("--models", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--plot", type=Path, default=Path("patient_vs_record.png"))
     args = parser.parse_args()
+    points: list[dict[str, float | str]] = []
     print(
         "| cohort | unit | patients / records (max per patient) | test AUROC | ε per record | "
         "ε per patient | DP max patient AUC | measured max / p99 patient AUC | floor (max) |"
@@ -135,6 +141,57 @@ def main() -> None:
                     f"{floor:.3f}",
                 ]
                 print("| " + " | ".join(cells) + " |", flush=True)
+                points.append(
+                    {
+                        "cohort": name,
+                        "unit": unit,
+                        "auroc": report.utility.overall.auroc,
+                        "dp_max": audit.bounds.patient.max_auc,
+                        "max": audit.patients.max_auc,
+                        "p99": audit.patients.p99_auc,
+                        "floor": floor,
+                    }
+                )
+    plot(points, args.plot)
+    print(f"plot: {args.plot}")
+
+
+def plot(points: list[dict[str, float | str]], path: Path) -> None:
+    """One panel per cohort: utility and per-patient leakage for record- vs patient-level DP."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cohorts_seen = list(dict.fromkeys(str(point["cohort"]) for point in points))
+    figure, axes = plt.subplots(
+        1, len(cohorts_seen), figsize=(5.5 * len(cohorts_seen), 4.2), squeeze=False
+    )
+    for axis, cohort in zip(axes[0], cohorts_seen):
+        rows = [point for point in points if point["cohort"] == cohort]
+        x = np.arange(len(rows))
+        units = [f"ε per {row['unit']}" for row in rows]
+        axis.bar(x - 0.2, [row["dp_max"] for row in rows], 0.35, color="#c7d7ee",
+                 label="DP-implied max patient AUC")  # fmt: skip
+        axis.plot(x + 0.1, [row["max"] for row in rows], "v", color="#b2182b", ms=9,
+                  label="measured max patient AUC")  # fmt: skip
+        axis.plot(x + 0.1, [row["p99"] for row in rows], "o", color="#ef8a62",
+                  label="measured p99 patient AUC")  # fmt: skip
+        axis.plot(x + 0.3, [row["auroc"] for row in rows], "s", color="#1a9850",
+                  label="test AUROC (utility)")  # fmt: skip
+        for index, row in enumerate(rows):
+            axis.hlines(row["floor"], index - 0.4, index + 0.4, colors="grey", linestyles=":",
+                        label="noise floor (max)" if index == 0 else None)  # fmt: skip
+        axis.set_xticks(x, units)
+        axis.set_ylim(0.45, 1.02)
+        axis.axhline(0.5, color="black", lw=0.5)
+        axis.set_title(cohort, fontsize=10)
+        axis.set_ylabel("AUC")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    figure.suptitle("Same ε, record- vs patient-level DP-SGD", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from typing import Any
 from dptrain.audit.executors import EXECUTOR_NAMES
 from dptrain.errors import ConfigError
 
-AUDIT_MODES = ("leave_many_out", "none")
+AUDIT_MODES = ("leave_many_out", "canary", "whitebox", "none")
+# Audits of the DP implementation (`dptrain.audit.dp_audits`), by `audit.mode` or `audit.dp_audits`.
+DP_AUDIT_NAMES = ("canary", "whitebox")
+CANARY_KINDS = ("mislabel", "ood", "both")
 ATTACK_NAMES = ("loss", "lira", "lira_offline", "rmia")
 PATIENT_AGGREGATIONS = ("max", "mean")
 # `lira_fixed_variance: auto` uses one pooled variance below this K. Carlini et al. (2022,
@@ -27,11 +30,12 @@ _BOOL_WORDS = {"true": True, "false": False}
 
 @dataclass
 class AuditConfig:
-    """The leave-many-out audit of the training recipe.
+    """The audits of a run: the leave-many-out membership audit and the DP-implementation audits.
 
     Attributes:
-        mode: ``leave_many_out`` (train ``num_models`` models on random halves of the patients) or
-            ``none`` (skip the audit).
+        mode: ``leave_many_out`` (train ``num_models`` models on random halves of the patients),
+            ``canary`` or ``whitebox`` (only that audit of the DP implementation, see
+            `dptrain.audit.dp_audits`), or ``none`` (skip auditing).
         num_models: K, even; each patient is in the training set of exactly K/2 models. More models
             give each patient more IN/OUT observations and less noisy per-patient risk (on ACTG
             175 the largest patient AUC at ε = 8 is 0.86 with K = 64 and 0.74 with K = 256, most
@@ -73,6 +77,14 @@ class AuditConfig:
         slurm_partition: SLURM partition of the jobs (empty: the cluster's default).
         slurm_time_minutes: Time limit of each model's job.
         slurm_cpus_per_task: CPUs of each model's job.
+        dp_audits: DP-implementation audits run besides the mode's (``canary``, ``whitebox``);
+            each trains one extra model on the training split with the run's recipe.
+        num_canaries: m for the DP audits; None takes each audit's default (canary: a quarter of
+            the training patients, at most 1,000; white box: up to 4,000 gradient
+            coordinates).
+        canary_kind: ``mislabel`` (held-out records with a wrong label), ``ood``
+            (out-of-distribution inputs) or ``both``, for the black-box canary audit.
+        dp_audit_confidence: Confidence of the DP audits' ε lower bounds.
         slurm_options: Further submitit parameters, passed through as they are (e.g.
             ``+audit.slurm_options.slurm_mem=8G``).
         null_repeats: Re-labellings of the model pairs behind the noise floor of every headline
@@ -109,6 +121,10 @@ class AuditConfig:
     slurm_time_minutes: int = 60
     slurm_cpus_per_task: int = 1
     slurm_options: dict[str, Any] = field(default_factory=dict)
+    dp_audits: list[str] = field(default_factory=list)
+    num_canaries: int | None = None
+    canary_kind: str = "mislabel"
+    dp_audit_confidence: float = 0.95
 
     def __post_init__(self) -> None:
         self.lira_fixed_variance = _bool_or_auto(self.lira_fixed_variance)
@@ -162,11 +178,40 @@ class AuditConfig:
             raise ConfigError(f"audit.null_repeats must be >= 1, got {self.null_repeats}")
         if not 0 < self.fdr < 1:
             raise ConfigError(f"audit.fdr must be in (0, 1), got {self.fdr}")
+        unknown = [name for name in self.dp_audits if name not in DP_AUDIT_NAMES]
+        if unknown:
+            raise ConfigError(
+                f"audit.dp_audits must name audits from {list(DP_AUDIT_NAMES)}, got {unknown}"
+            )
+        if self.num_canaries is not None and self.num_canaries < 2:
+            raise ConfigError(
+                f"audit.num_canaries must be >= 2 (null: the audit's default), "
+                f"got {self.num_canaries}"
+            )
+        if self.canary_kind not in CANARY_KINDS:
+            raise ConfigError(
+                f"audit.canary_kind must be one of {list(CANARY_KINDS)}, got {self.canary_kind!r}"
+            )
+        if not 0 < self.dp_audit_confidence < 1:
+            raise ConfigError(
+                f"audit.dp_audit_confidence must be in (0, 1), got {self.dp_audit_confidence}"
+            )
 
     @property
     def enabled(self) -> bool:
         """Whether the run audits at all."""
-        return self.mode != "none"
+        return self.mode != "none" or bool(self.dp_audits)
+
+    @property
+    def leave_many_out(self) -> bool:
+        """Whether the run trains the K models of the leave-many-out membership audit."""
+        return self.mode == "leave_many_out"
+
+    @property
+    def dp_audit_names(self) -> list[str]:
+        """The DP-implementation audits to run: the mode's, then ``dp_audits``, each once."""
+        names = [self.mode] if self.mode in DP_AUDIT_NAMES else []
+        return names + [name for name in self.dp_audits if name not in names]
 
     @property
     def auto_models(self) -> bool:

@@ -29,7 +29,7 @@ class EpsilonLowerBound:
         tpr_lower: Clopper–Pearson lower bound on the TPR at that threshold.
         fpr_upper: Clopper–Pearson upper bound on the FPR at that threshold.
         confidence: Confidence level of the bound.
-        correction: How the threshold choice was paid for: "bonferroni" or "split".
+        correction: How the threshold choice was paid for: "bonferroni", "split" or "fixed" (none).
         num_thresholds: Candidate thresholds searched.
     """
 
@@ -154,7 +154,7 @@ def epsilon_lower_bound(
     _check_options(confidence=confidence, delta=delta, max_thresholds=max_thresholds)
     alpha = 1 - confidence
     if correction == "bonferroni":
-        thresholds = _candidate_thresholds(values, members, max_thresholds)
+        thresholds = candidate_thresholds(values, members, max_thresholds)
         chosen = thresholds
         evaluation = (values, members)
         significance = alpha / (2 * thresholds.size)
@@ -168,7 +168,7 @@ def epsilon_lower_bound(
                 f"{members.size - n_in}"
             )
         selection, held_out = _split_half(members, rng)
-        thresholds = _candidate_thresholds(values[selection], members[selection], max_thresholds)
+        thresholds = candidate_thresholds(values[selection], members[selection], max_thresholds)
         candidate_eps, _, _ = _eps_at_thresholds(
             values[selection], members[selection], thresholds, delta=delta, significance=alpha / 2
         )
@@ -199,6 +199,61 @@ def epsilon_lower_bound(
     )
 
 
+def epsilon_at_threshold(
+    scores: np.ndarray,
+    is_member: np.ndarray,
+    *,
+    threshold: float,
+    delta: float,
+    confidence: float = 0.95,
+) -> EpsilonLowerBound:
+    """The ε lower bound of one test "member if score ≥ threshold", fixed before seeing the scores.
+
+    No selection to pay for: only the two intervals share 1 − confidence.
+
+    Args:
+        scores: ``(n,)`` attack scores, higher = more likely member.
+        is_member: ``(n,)`` bool, true membership.
+        threshold: The test's threshold.
+        delta: The δ of the claim being tested, in [0, 1).
+        confidence: Probability that the bound holds, in (0, 1).
+
+    Returns:
+        The bound (``correction`` is "fixed", ``num_thresholds`` 1).
+
+    Raises:
+        ConfigError: If inputs are malformed or an option is out of range.
+
+    Example:
+        >>> scores = np.arange(200.0)
+        >>> round(epsilon_at_threshold(scores, scores >= 100, threshold=100.0, delta=0).epsilon, 2)
+        3.28
+    """
+    values, members = check_scores(scores, is_member)
+    _check_options(confidence=confidence, delta=delta, max_thresholds=1)
+    significance = (1 - confidence) / 2
+    chosen = np.array([float(threshold)])
+    eps, tpr_lb, fpr_ub = _eps_at_thresholds(
+        values, members, chosen, delta=delta, significance=significance
+    )
+    n_in, n_out = int(members.sum()), int((~members).sum())
+    ceiling = _eps_from_rates(
+        clopper_pearson_lower(n_in, n_in, confidence=1 - significance),
+        clopper_pearson_upper(0, n_out, confidence=1 - significance),
+        delta=delta,
+    )
+    return EpsilonLowerBound(
+        epsilon=float(max(eps[0], 0.0)),
+        ceiling=float(max(ceiling, 0.0)),
+        threshold=float(threshold),
+        tpr_lower=float(tpr_lb[0]),
+        fpr_upper=float(fpr_ub[0]),
+        confidence=confidence,
+        correction="fixed",
+        num_thresholds=1,
+    )
+
+
 def _check_counts(successes: int | np.ndarray, trials: int) -> np.ndarray:
     k = np.asarray(successes, dtype=np.float64)
     if not is_positive_int(trials):
@@ -216,10 +271,13 @@ def _check_options(*, confidence: float, delta: float, max_thresholds: int) -> N
         raise ConfigError(f"max_thresholds must be a positive integer, got {max_thresholds}")
 
 
-def _candidate_thresholds(
+def candidate_thresholds(
     values: np.ndarray, members: np.ndarray, max_thresholds: int
 ) -> np.ndarray:
-    """Up to ``max_thresholds`` pooled-score quantiles: the class split, then both tails."""
+    """Up to ``max_thresholds`` pooled-score quantiles: the class split, then both tails.
+
+    Shared with `dptrain.audit.auditor` so every bound searches the same thresholds.
+    """
     ordered = np.sort(values)
     n = ordered.size
     positions = np.array([np.count_nonzero(~members)])  # where a perfect attack separates
@@ -230,10 +288,14 @@ def _candidate_thresholds(
     return np.unique(ordered[np.clip(positions, 1, n - 1)])
 
 
-def _counts_at(
+def counts_at_thresholds(
     values: np.ndarray, members: np.ndarray, thresholds: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Members (true positives) and non-members (false positives) scoring ≥ each threshold."""
+    """Members (true positives) and non-members (false positives) scoring ≥ each threshold.
+
+    Returns:
+        ``(n_thresholds,)`` int counts ``(tp, fp)``.
+    """
     member_scores = np.sort(values[members])
     other_scores = np.sort(values[~members])
     tp = member_scores.size - np.searchsorted(member_scores, thresholds, side="left")
@@ -258,7 +320,7 @@ def _eps_at_thresholds(
     significance: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ε lower bound, TPR lower and FPR upper bound at each threshold (member if ≥ threshold)."""
-    tp, fp = _counts_at(values, members, thresholds)
+    tp, fp = counts_at_thresholds(values, members, thresholds)
     n_in = np.count_nonzero(members)
     tpr_lb = clopper_pearson_lower(tp, n_in, confidence=1 - significance)
     fpr_ub = clopper_pearson_upper(fp, members.size - n_in, confidence=1 - significance)

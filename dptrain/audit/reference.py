@@ -85,6 +85,9 @@ def train_reference_models(
     Returns:
         The requested models' outputs, in model order (``reused`` marks the loaded ones).
     """
+    # unit=auto is resolved once on the whole pool, so every model has the same unit.
+    privacy = recipe.privacy.for_cohort(int(pool.records_per_patient.max()))
+    recipe = dataclasses.replace(recipe, privacy=privacy)
     indices = range(len(membership)) if indices is None else indices
     outputs: dict[int, ReferenceModelOutput] = {}
     fingerprints: dict[int, str] = {}

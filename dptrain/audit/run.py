@@ -21,9 +21,10 @@ from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from dptrain.audit.attacks import make_attack
+from dptrain.audit.auditor import BestThresholdBonferroni, ScoreAuditor
 from dptrain.audit.auto import StoppingRule, grow_audit
 from dptrain.audit.config import AuditConfig
-from dptrain.audit.epsilon import EpsilonLowerBound, epsilon_lower_bound
+from dptrain.audit.epsilon import EpsilonLowerBound
 from dptrain.audit.executors import make_executor
 from dptrain.audit.fdr import PatientExposure, patient_exposure
 from dptrain.audit.metrics import (
@@ -245,6 +246,8 @@ def run_audit(
         num_models=audit.max_models if audit.auto_models else audit.num_models,
         seed=seed,
     )
+    # unit=auto is resolved once on the whole pool, so every audit model has the same unit.
+    privacy = privacy.for_cohort(int(cohort.records_per_patient.max()))
     recipe = Recipe(model_factory=model_factory, privacy=privacy, train=train)
     store = ModelStore.in_run_dir(output_dir) if output_dir is not None else None
     outputs: list[ReferenceModelOutput] = []
@@ -465,8 +468,10 @@ def _run_attacks(
                 auc_interval=auc_confidence_interval(
                     scores, is_member, groups=patient_of_pair, confidence=audit.confidence, rng=rng
                 ),
-                epsilon_lower_bound=epsilon_lower_bound(
-                    scores, is_member, delta=delta, confidence=attack_confidence
+                epsilon_lower_bound=ScoreAuditor.from_membership(
+                    scores, is_member
+                ).epsilon_clopper_pearson(
+                    delta=delta, confidence=attack_confidence, strategy=BestThresholdBonferroni()
                 ),
                 variant=_variant(options),
             )
@@ -540,7 +545,7 @@ def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
     if spend.unit == "patient":
         patient = dp_sgd_attack_bound(**run)
         return DPBounds(
-            record=_not_applicable_bound(patient.fpr),
+            record=_not_applicable_bound(patient.fpr) if spend.private else patient,
             patient=patient,
             single_pair=(
                 single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)

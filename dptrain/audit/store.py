@@ -1,11 +1,11 @@
 """What the audit keeps of each trained model, and its file: saved as the model finishes.
 
 Model k's signals, index, seed and privacy go to ``<run dir>/audit_models/model_<k>.npz`` the
-moment the model exists (written to a temporary name and renamed, so a crash never leaves half a
-file), under a fingerprint of everything that decides them: the recipe (model, privacy, training
-configs), the data the models train on, the model's seed and its membership row. An audit that
-starts in a directory holding such files loads every model whose fingerprint matches and trains
-only the rest, so an interrupted audit resumes and a finished one extends to more models.
+moment the model exists (written to a temporary name, fsync'd and renamed, so a crash never leaves
+half a file), under a fingerprint of everything that decides them: the recipe (model, privacy,
+training configs), the data the models train on, the model's seed and its membership row. An audit
+that starts in a directory holding such files loads every model whose fingerprint matches and
+trains only the rest, so an interrupted audit resumes and a finished one extends to more models.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dptrain.atomic import atomic_write
 from dptrain.privacy.accounting import PrivacySpend
 
 log = logging.getLogger(__name__)
@@ -86,25 +85,18 @@ class ModelStore:
         return self.directory / f"model_{index}.npz"
 
     def save(self, output: ReferenceModelOutput, *, seed: int, fingerprint: str) -> Path:
-        """Writes one model's signals atomically (temporary file, then rename)."""
+        """Writes one model's signals atomically (temporary file, fsync, then rename)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(output.index)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=target.stem, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(
-                    file,
-                    signals=output.signals,
-                    index=np.int64(output.index),
-                    seed=np.int64(seed),
-                    fingerprint=np.str_(fingerprint),
-                    privacy=np.str_(json.dumps(dataclasses.asdict(output.privacy))),
-                    train_seconds=np.float64(output.train_seconds),
-                )
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        arrays = {
+            "signals": output.signals,
+            "index": np.int64(output.index),
+            "seed": np.int64(seed),
+            "fingerprint": np.str_(fingerprint),
+            "privacy": np.str_(json.dumps(dataclasses.asdict(output.privacy))),
+            "train_seconds": np.float64(output.train_seconds),
+        }
+        atomic_write(target, lambda file: np.savez(file, **arrays))
         return target
 
     def load(self, index: int, *, fingerprint: str) -> ReferenceModelOutput | None:

@@ -15,8 +15,10 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dptrain.audit.config import AuditConfig
+from dptrain.cli.errors import config_value_message
 from dptrain.data import builtin_path
 from dptrain.data.image_folder import ImageFolderDataConfig
 from dptrain.data.locate import shared_data_path
@@ -75,7 +77,7 @@ def register_schemas() -> None:
     store.store(name="root_schema", node=RootSchema)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
-            store.store(group=f"schema/{group}", name=name, node=schema)
+            store.store(group=f"schema/{group}", name=name, node=_open_mappings(schema))
     if not OmegaConf.has_resolver("builtin"):
         OmegaConf.register_new_resolver("builtin", builtin_path)
     if not OmegaConf.has_resolver("shared_data"):
@@ -85,6 +87,22 @@ def register_schemas() -> None:
         OmegaConf.register_new_resolver(
             "file_stem", lambda path: Path(str(path)).name.split(".")[0]
         )
+
+
+def _open_mappings(schema: type) -> Any:
+    """The schema as a config node whose mapping fields (``data.subgroup_bins``) take new keys.
+
+    A mapping's keys are the user's column names, so ``data.subgroup_bins={age:[0,40,120]}`` must
+    work without Hydra's ``+`` (in struct mode a new key is "not in struct"); unknown keys of the
+    schema itself are still refused.
+    """
+    if not dataclasses.is_dataclass(schema):
+        return schema
+    node = OmegaConf.structured(schema)
+    for schema_field in dataclasses.fields(schema):
+        if schema_field.default_factory is dict:
+            OmegaConf.set_struct(node[schema_field.name], False)
+    return node
 
 
 def compose_run_config(overrides: list[str] | None = None) -> RunConfig:
@@ -106,17 +124,34 @@ def build_run_config(cfg: DictConfig) -> tuple[RunConfig, Any]:
         The run config and the tracker config (the tracker is opened by the CLI).
     """
     _refuse_unknown_keys(cfg)
-    build = OmegaConf.to_object
-    run_config = RunConfig(
-        data=build(cfg.data),
-        model=build(cfg.model),
-        privacy=build(cfg.privacy),
-        train=build(cfg.train),
-        audit=build(cfg.audit),
-        split=build(cfg.split),
-        seed=cfg.seed,
-    )
-    return run_config, build(cfg.tracker)
+    try:
+        build = OmegaConf.to_object
+        run_config = RunConfig(
+            data=_expand_home(build(cfg.data)),
+            model=build(cfg.model),
+            privacy=build(cfg.privacy),
+            train=build(cfg.train),
+            audit=build(cfg.audit),
+            split=build(cfg.split),
+            seed=cfg.seed,
+        )
+        return run_config, build(cfg.tracker)
+    except OmegaConfBaseException as error:  # a missing mandatory value, a value of a wrong type
+        raise ConfigError(config_value_message(error)) from error
+
+
+# Data config fields that hold a path, where a quoted ``~`` means the home directory as in a shell.
+PATH_FIELDS = ("path", "root", "image_root", "patient_map")
+
+
+def _expand_home(data_config: Any) -> Any:
+    """The data config with ``~`` expanded in its path fields (``'data.path="~/visits.csv"'``)."""
+    changes = {
+        name: str(Path(value).expanduser())
+        for name in PATH_FIELDS
+        if isinstance(value := getattr(data_config, name, None), str) and value.startswith("~")
+    }
+    return dataclasses.replace(data_config, **changes) if changes else data_config
 
 
 def _refuse_unknown_keys(cfg: DictConfig) -> None:

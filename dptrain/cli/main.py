@@ -1,14 +1,21 @@
 """The ``dptrain`` command: a Hydra app that trains, evaluates, audits and reports one run.
 
-Errors a user can fix (bad config values, bad data) print as one line and exit with status 2;
-``hydra.verbose=true`` shows the traceback instead.
+Errors a user can fix (bad config values, bad data, and Hydra's own: a typo'd key, a wrong type, an
+unknown group option, an unparsable override, a run directory that cannot be made) print as one
+line and exit with status 2; ``hydra.verbose=true`` or ``HYDRA_FULL_ERROR=1`` shows the traceback
+instead. ``dptrain --check-data <overrides>`` loads and describes the data without training.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import hydra
@@ -16,17 +23,25 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dptrain.cli.config import CONFIG_DIR, build_run_config, register_schemas
+from dptrain.cli.errors import hydra_error_message
 from dptrain.cli.rundir import claim_run_directory
 from dptrain.errors import DptrainError
 from dptrain.pipeline import run
 from dptrain.reporting.audit_markdown import audit_console_lines
+from dptrain.reporting.dp_audit_markdown import dp_audit_console_lines
+from dptrain.reporting.markdown import utility_console_lines
 from dptrain.reporting.results import RunReport
 from dptrain.tracking.base import FailSoftTracker, NullTracker
 from dptrain.tracking.pseudonyms import PatientIdGuard, pseudonym_key
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+# A full disk, a quota, a read-only filesystem: a write the user can fix (audit files, ...).
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+CHECK_DATA_FLAG = "--check-data"
 log = logging.getLogger("dptrain")
+# What `main` tells the app about this invocation (a Hydra task function takes only the config).
+_invocation = {"check_data": False, "app_started": False}
 
 register_schemas()
 
@@ -34,8 +49,11 @@ register_schemas()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def app(cfg: DictConfig) -> float:
     """Runs one job of the app (one point of a multirun sweep); returns test AUROC for sweepers."""
+    _invocation["app_started"] = True
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    if _invocation["check_data"]:
+        return _check_data(cfg, verbose=bool(hydra_config.verbose))
     try:
         with claim_run_directory(output_dir):
             run_config, tracker_config = build_run_config(cfg)
@@ -59,6 +77,16 @@ def app(cfg: DictConfig) -> float:
         if hydra_config.verbose:
             raise
         print(f"dptrain: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as error:
+        if hydra_config.verbose or error.errno not in WRITE_ERRORS:
+            raise
+        print(
+            f"dptrain: error: cannot write {error.filename or output_dir} ({error.strerror}); "
+            "the run wrote no results.json: free disk space or point hydra.run.dir at another "
+            "folder, then run again",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         if hydra_config.verbose:
@@ -93,7 +121,7 @@ def _open_tracker(tracker_config, output_dir: Path, run_name: str, plain_config:
 
 def summary(report: RunReport, output_dir: Path) -> str:
     """The console summary: data, budget, utility, leakage, and where the files are."""
-    data, spend, overall = report.data, report.privacy, report.utility.overall
+    data, spend = report.data, report.privacy
     cohort = data["cohort"]
     lines = [
         f"dataset      {cohort['name']}: {cohort['n_patients']} patients, "
@@ -118,16 +146,104 @@ def summary(report: RunReport, output_dir: Path) -> str:
         )
     else:
         lines.append(f"privacy      none (ε = {math.inf}), steps = {spend.steps}")
-    lines.append(
-        f"utility      AUROC = {overall.auroc:.3f}, AUPRC = {overall.auprc:.3f}, "
-        f"accuracy = {overall.accuracy:.3f}, balanced accuracy = {overall.balanced_accuracy:.3f}"
-    )
+    lines += utility_console_lines(report.utility)
     if report.audit is not None:
         lines += audit_console_lines(report)
+    lines += dp_audit_console_lines(report)
     lines.append(f"report       {output_dir / 'report.md'}")
     return "\n".join(lines)
 
 
+def _check_data(cfg: DictConfig, *, verbose: bool) -> float:
+    """``--check-data``: prints what the run would use, without training; exit 0."""
+    from dptrain.cli.check import check_data_lines  # the check's imports stay out of a run
+
+    try:
+        run_config, _ = build_run_config(cfg)
+        lines = check_data_lines(run_config)
+    except DptrainError as error:
+        if verbose:
+            raise
+        print(f"dptrain: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    print("\n".join(lines))
+    return math.nan
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: every error a user can fix is one line and exit status 2.
+
+    Hydra reports its own errors (composition, override syntax, the run directory) over several
+    lines with exit status 1; here Hydra re-raises them instead, and they are printed as one line
+    naming the key, the option or the file, with the fix.
+    """
+    _invocation.update(check_data=CHECK_DATA_FLAG in sys.argv[1:], app_started=False)
+    silence_known_warnings()
+    scratch = None
+    if _invocation["check_data"]:
+        arguments, scratch = _check_data_arguments(sys.argv[1:])
+        sys.argv = [sys.argv[0], *arguments]
+    try:
+        if os.environ.get("HYDRA_FULL_ERROR") or _verbose_requested(sys.argv[1:]):
+            app()
+        else:
+            _app_with_one_line_errors()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def silence_known_warnings() -> None:
+    """Hides warnings that say nothing to a user, each matched by message and module.
+
+    Opacus's PRV accountant evaluates ``log(1 - q)``, which is ``log(0)`` when a small table's
+    whole training set is one expected batch (q = 1); NumPy warns "divide by zero encountered in
+    log" many times per run, and the ε it returns is right.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message="divide by zero encountered in log",
+        category=RuntimeWarning,
+        module=r"opacus\.",
+    )
+
+
+def _app_with_one_line_errors() -> None:
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them
+    try:
+        app()
+    except Exception as error:
+        message = hydra_error_message(
+            error, arguments=sys.argv[1:], app_started=_invocation["app_started"]
+        )
+        if message is None:
+            raise  # a bug, not a user error: keep the traceback
+        print(f"dptrain: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("dptrain: interrupted before the run started; nothing was written", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _check_data_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
+    """The arguments without ``--check-data``, and a scratch run directory unless one was given.
+
+    Hydra makes its run directory before the app runs; a check should leave nothing behind.
+    """
+    arguments = [argument for argument in arguments if argument != CHECK_DATA_FLAG]
+    arguments.append("hydra.output_subdir=null")  # no .hydra/ copy of the config
+    if any(argument.startswith("hydra.run.dir=") for argument in arguments):
+        return arguments, None
+    scratch = tempfile.mkdtemp(prefix="dptrain-check-")
+    return [*arguments, f"hydra.run.dir={scratch}"], scratch
+
+
+def _verbose_requested(arguments: list[str]) -> bool:
+    """Whether the command line sets ``hydra.verbose`` (then errors keep their tracebacks)."""
+    return any(
+        argument.startswith("hydra.verbose=")
+        and argument.split("=", 1)[1].strip().lower() not in ("false", "0", "null", "[]", "")
+        for argument in arguments
+    )

@@ -2,26 +2,38 @@
 
 A second run into a directory another live run is using is refused (two runs would interleave
 their files). A run into a directory an earlier run left behind may reuse what it saved (the
-audit's finished models) but first removes that run's ``results.json``: a run without its own
-``results.json`` did not finish, and must not look as if it had.
+audit's finished models) but first removes that run's ``results.json`` (first, so that no moment
+shows an old ``results.json`` beside new files), its checkpoint and report, and the temporary
+files of writes a killed run never finished: a run without its own ``results.json`` did not
+finish, and must not look as if it had, nor leave an earlier run's model looking like its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dptrain.atomic import remove_stale_temporaries
+from dptrain.audit.store import MODELS_FOLDER
 from dptrain.errors import ConfigError
 from dptrain.reporting.results import RESULTS_FILE
+from dptrain.reporting.writer import CHECKPOINT_FILE, REPORT_FILE
 
 LOCK_FILE = ".dptrain.lock"
+# Rewritten by every run: removed when a run starts, so a killed run leaves none of an earlier one.
+EARLIER_RUN_FILES = (CHECKPOINT_FILE, REPORT_FILE)
 
 
 @contextmanager
 def claim_run_directory(run_dir: Path) -> Iterator[None]:
     """Holds ``run_dir`` for this process while the block runs.
+
+    The claim is an exclusive ``flock`` on ``.dptrain.lock``, which the kernel releases when the
+    process ends however it ends (SIGKILL included), so a killed run never blocks the next one;
+    the file also names the holder's process id for the message.
 
     Raises:
         ConfigError: If a live process holds the directory.
@@ -29,27 +41,52 @@ def claim_run_directory(run_dir: Path) -> Iterator[None]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / LOCK_FILE
-    for _ in range(2):
-        try:
-            descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            holder = _holder(lock)
-            if holder is not None and _alive(holder):
-                raise ConfigError(
-                    f"run directory {run_dir} is in use by process {holder}; wait for it or "
-                    "choose another hydra.run.dir"
-                ) from None
-            lock.unlink(missing_ok=True)  # left by a run that was killed
-    else:
-        raise ConfigError(f"could not claim run directory {run_dir}; remove {lock} and retry")
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(str(os.getpid()))
+    descriptor = _acquire(lock, run_dir)
     try:
-        (run_dir / RESULTS_FILE).unlink(missing_ok=True)
+        for name in (RESULTS_FILE, *EARLIER_RUN_FILES):
+            (run_dir / name).unlink(missing_ok=True)
+        for folder in (run_dir, run_dir / MODELS_FOLDER):
+            remove_stale_temporaries(folder)
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # while still locked: a waiter then sees a removed file
+        os.close(descriptor)
+
+
+def _acquire(lock: Path, run_dir: Path) -> int:
+    """An open descriptor of ``lock`` holding its exclusive flock, with this process's id in it."""
+    for _ in range(3):
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise _in_use(run_dir, _holder(lock)) from None
+        if not _is_current(descriptor, lock):  # removed by the holder that just finished
+            os.close(descriptor)
+            continue
+        holder = _holder(lock)
+        if holder is not None and _alive(holder):  # a holder that wrote its id without a flock
+            os.close(descriptor)
+            raise _in_use(run_dir, holder)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, str(os.getpid()).encode())
+        return descriptor
+    raise ConfigError(f"could not claim run directory {run_dir}; remove {lock} and retry")
+
+
+def _in_use(run_dir: Path, holder: int | None) -> ConfigError:
+    who = f"process {holder}" if holder is not None else "another process"
+    return ConfigError(
+        f"run directory {run_dir} is in use by {who}; wait for it or choose another hydra.run.dir"
+    )
+
+
+def _is_current(descriptor: int, lock: Path) -> bool:
+    try:
+        return os.fstat(descriptor).st_ino == os.stat(lock).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _holder(lock: Path) -> int | None:

@@ -6,16 +6,19 @@ patient id silently breaks every privacy statement that follows (membership is p
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from dptrain.data.cohort import Cohort
+from dptrain.data.table_encoding import EncodedStandardize, FeatureEncoding
+from dptrain.data.table_files import SEPARATORS, read_table
 from dptrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -26,10 +29,13 @@ class TableDataConfig:
     """Where a table is and what its columns mean.
 
     Attributes:
-        path: CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file.
+        path: CSV (``.csv``, ``.csv.gz``, ``.tsv``) or Parquet (``.parquet``, ``.pq``) file.
         id_column: Column with the patient id of each row; several rows may share one patient.
+            None (``data.id_column=null``) when every row is a different patient.
         label_columns: One column (binary or multiclass, integer codes) or several 0/1 columns
             (multilabel).
+        positive_label: For a binary label column written as text or codes (``dead``/``alive``):
+            the value that means the positive class; every other value is the negative class.
         name: Data set name for reports.
         feature_columns: Input columns; empty means every column that is not the id, a label,
             or excluded.
@@ -38,25 +44,69 @@ class TableDataConfig:
         exclude_columns: Columns that must never be inputs (outcome-derived, follow-up, row index).
         subgroup_columns: Per-patient attributes to report utility and leakage by.
         subgroup_bins: Numeric subgroup column -> bin edges, e.g. ``age: [0, 30, 40, 50, 120]``.
+            A numeric subgroup column without bins and with more than 10 distinct values (BMI,
+            a lab value) is binned at its quartiles, so no patient's exact value is reported.
+        min_subgroup_size: Subgroup values held by fewer patients than this are merged into one
+            ``other (n < k)`` group (1 keeps every value), so no tiny group is reported.
         value_names: Subgroup column -> {raw value -> readable name}, e.g. ``gender: {"0": F}``.
         class_names: Readable names of the label values in sorted order (optional).
+        encoding: Text encoding of a CSV file (``utf-8``; ``latin-1`` for many older exports).
+        separator: CSV field separator: a character or ``comma``, ``semicolon``, ``tab``,
+            ``pipe``; empty means by suffix (tab for ``.tsv``, else comma).
+        stray_text: What to do with a few text tokens (``unk``, ``n/a``) in an otherwise numeric
+            column: ``error`` (refuse, naming them) or ``missing`` (read them as missing values,
+            counted in the report).
     """
 
     path: str
-    id_column: str
+    id_column: str | None
     label_columns: list[str]
     name: str = "table"
+    positive_label: str = ""
     feature_columns: list[str] = field(default_factory=list)
     categorical_columns: list[str] = field(default_factory=list)
     exclude_columns: list[str] = field(default_factory=list)
     subgroup_columns: list[str] = field(default_factory=list)
-    subgroup_bins: dict[str, list[float]] = field(default_factory=dict)
+    subgroup_bins: dict[str, list[Any]] = field(default_factory=dict)
     value_names: dict[str, dict[str, str]] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
+    separator: str = ""
+    stray_text: str = "error"
+    min_subgroup_size: int = 5
 
     def __post_init__(self) -> None:
         if not self.label_columns:
             raise ConfigError("data.label_columns is empty: name the label column, e.g. [cens]")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                f"data.encoding: unknown encoding {self.encoding!r}; use e.g. utf-8 or latin-1"
+            ) from None
+        if len(SEPARATORS.get(self.separator, self.separator)) > 1:
+            raise ConfigError(
+                f"data.separator must be one character or one of {sorted(SEPARATORS)}, "
+                f"got {self.separator!r}"
+            )
+        if self.stray_text not in STRAY_TEXT:
+            raise ConfigError(
+                f"data.stray_text must be one of {list(STRAY_TEXT)}, got {self.stray_text!r}"
+            )
+        if isinstance(self.min_subgroup_size, bool) or not (
+            isinstance(self.min_subgroup_size, int) and self.min_subgroup_size >= 1
+        ):
+            raise ConfigError(
+                "data.min_subgroup_size must be an integer >= 1 (patients), got "
+                f"{self.min_subgroup_size!r}"
+            )
+        if self.positive_label and len(self.label_columns) > 1:
+            raise ConfigError(
+                "data.positive_label applies to one label column; multilabel columns are 0/1"
+            )
+        self.subgroup_bins = {
+            column: _edges(column, edges) for column, edges in self.subgroup_bins.items()
+        }
         check_subgroup_bins(self.subgroup_bins)
         unused = sorted(set(self.subgroup_bins) - set(self.subgroup_columns))
         if unused:
@@ -70,39 +120,23 @@ class TableDataConfig:
         return load_table(self)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Reads a CSV or Parquet file, with a one-line error if it is missing or of unknown type."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"data.path: file not found: {path} (point data.path at a CSV or Parquet file)"
-        )
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith((".parquet", ".pq")):
-        _refuse_duplicates(pq.read_schema(path).names, path)
-        return pd.read_parquet(path)
-    if suffixes.endswith((".csv", ".csv.gz", ".tsv")):
-        separator = "\t" if suffixes.endswith(".tsv") else ","
-        # pandas renames a repeated header to "x.1", which would turn a second copy of a label
-        # column into a feature: read the header as written first.
-        try:
-            header = pd.read_csv(path, sep=separator, nrows=1, header=None, dtype=str)
-        except pd.errors.EmptyDataError as error:
-            raise DataError(f"data.path: {path.name} is empty (no header, no rows)") from error
-        _refuse_duplicates(header.iloc[0], path)
-        return pd.read_csv(path, sep=separator)
-    raise DataError(f"data.path: {path} is neither CSV nor Parquet (use .csv, .tsv or .parquet)")
+def _edges(column: str, edges: list[Any]) -> list[float]:
+    """Bin edges as floats (``[0, 40, 120]`` as written on a command line is fine)."""
+    try:
+        return [float(edge) for edge in edges]
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"data.subgroup_bins.{column} must be a list of numbers, got {list(edges)}"
+        ) from None
 
 
-def _refuse_duplicates(names, path: Path) -> None:
-    seen: set[str] = set()
-    for name in map(str, names):
-        if name in seen:
-            raise DataError(
-                f"data.path: {path.name} has the column {name!r} twice; rename or drop one copy "
-                "(pandas would silently rename it and use it as a feature)"
-            )
-        seen.add(name)
+STRAY_TEXT = ("error", "missing")
+# A column whose non-missing values are at least this share numbers is numeric with stray text.
+MOSTLY_NUMERIC = 0.8
+# A numeric subgroup column with more distinct values than this, and no bins, is continuous: it is
+# binned at its quantiles rather than reported value by value (one "subgroup" per patient).
+MAX_SUBGROUP_LEVELS = 10
+SUBGROUP_QUANTILES = (0.25, 0.5, 0.75)
 
 
 def load_table(config: TableDataConfig) -> Cohort:
@@ -121,38 +155,89 @@ def load_table(config: TableDataConfig) -> Cohort:
     Raises:
         DataError: For a missing file or column, missing ids, missing or non-numeric labels.
     """
-    frame = read_table(config.path)
+    frame = read_table(config.path, encoding=config.encoding, separator=config.separator)
     source = Path(config.path).name
-    require_columns(frame, [config.id_column], "data.id_column", source)
+    if config.id_column is not None:
+        require_columns(frame, [config.id_column], "data.id_column", source)
     require_columns(frame, config.label_columns, "data.label_columns", source)
     require_columns(frame, config.subgroup_columns, "data.subgroup_columns", source)
     require_columns(frame, config.exclude_columns, "data.exclude_columns", source)
-
-    missing_ids = frame[config.id_column].isna()
-    if missing_ids.any():
-        raise DataError(
-            f"data.id_column: {int(missing_ids.sum())} rows of {source} have no patient id in "
-            f"column {config.id_column!r} (give every record the id of its patient)"
-        )
     if frame.empty:
-        raise DataError(f"data.path: {source} has no rows")
+        raise DataError(f"data.path: {source} has a header but no rows")
+    patient_ids = _patient_ids(frame, config, source)
 
     labels, class_names, task = _encode_labels(frame, config, source)
-    feature_frame = _feature_frame(frame, config, source)
+    notes: list[str] = []
+    feature_frame = _feature_frame(frame, config, source, notes)
     _refuse_non_finite(feature_frame, source)
-    patient_ids = _id_strings(frame[config.id_column])
-    attributes = _patient_attributes(frame, patient_ids, config)
+    attributes, record_attributes = _subgroups(frame, patient_ids, config, notes)
+    if config.id_column is None:
+        notes.insert(0, "Each row is its own patient (data.id_column=null).")
     return Cohort.from_records(
         name=config.name,
         features=feature_frame.to_numpy(dtype=np.float32, na_value=np.nan),
         labels=labels,
         patient_ids=patient_ids,
         attributes=attributes,
+        record_attributes=record_attributes,
         feature_names=tuple(feature_frame.columns),
         class_names=class_names,
         task=task,
-        notes=_label_notes(frame, config, class_names, task),
+        preprocessing=EncodedStandardize(
+            encoding=feature_encoding(frame, config, feature_frame, class_names, task)
+        ),
+        notes=(*_label_notes(frame, config, class_names, task), *notes),
     )
+
+
+def feature_encoding(
+    frame: pd.DataFrame,
+    config: TableDataConfig,
+    features: pd.DataFrame,
+    class_names: tuple[str, ...],
+    task: str,
+) -> FeatureEncoding:
+    """How ``frame``'s columns became ``features``, as the checkpoint carries it to new tables."""
+    source = Path(config.path).name
+    columns = feature_columns(frame, config, source)
+    categorical = [
+        column
+        for column in columns
+        if column_kind(frame[column], column in config.categorical_columns)[0] == "categorical"
+    ]
+    if task == "multilabel":
+        mapping: dict[str, int] = {}
+    elif config.positive_label:
+        values = set(frame[config.label_columns[0]].map(value_string))
+        mapping = {value: int(value == config.positive_label) for value in sorted(values)}
+    else:
+        values = np.unique(frame[config.label_columns[0]].to_numpy(dtype=np.int64))
+        mapping = {str(value): index for index, value in enumerate(values.tolist())}
+    return FeatureEncoding.describe(
+        frame[columns],
+        categorical=categorical,
+        feature_names=tuple(features.columns),
+        id_column=config.id_column,
+        label_columns=tuple(config.label_columns),
+        class_names=tuple(class_names),
+        task=task,
+        label_mapping=tuple(mapping.items()),
+        stray_text=config.stray_text,
+        source=source,
+    )
+
+
+def _patient_ids(frame: pd.DataFrame, config: TableDataConfig, source: str) -> np.ndarray:
+    """Each row's patient id as a string; the row number when every row is its own patient."""
+    if config.id_column is None:
+        return np.array([f"row{index + 1}" for index in range(len(frame))])
+    missing_ids = frame[config.id_column].isna()
+    if missing_ids.any():
+        raise DataError(
+            f"data.id_column: {int(missing_ids.sum())} rows of {source} have no patient id in "
+            f"column {config.id_column!r} (give every record the id of its patient)"
+        )
+    return _id_strings(frame[config.id_column])
 
 
 def _label_notes(
@@ -161,6 +246,14 @@ def _label_notes(
     """The label mapping in words, for the report (values as written -> class indices)."""
     if task == "multilabel":
         return (f"Multi-label task over the 0/1 columns {', '.join(config.label_columns)}.",)
+    if config.positive_label:
+        column = config.label_columns[0]
+        others = sorted(set(frame[column].map(value_string)) - {config.positive_label})
+        return (
+            f"Labels of column {column!r}: {config.positive_label!r} → class 1 ({class_names[1]}), "
+            f"{', '.join(map(repr, others))} → class 0 ({class_names[0]}) "
+            "(data.positive_label).",
+        )
     values = np.unique(frame[config.label_columns[0]].to_numpy(dtype=np.int64))
     mapping = ", ".join(
         f"{value} → class {index} ({name})" if name != str(value) else f"{value} → class {index}"
@@ -190,10 +283,13 @@ def _encode_labels(
                 f"data.label_columns: column {column!r} of {source} has {int(values.isna().sum())} "
                 "missing labels (drop or fill those rows first)"
             )
+        if config.positive_label:
+            return _positive_labels(values, config, source)
         if not pd.api.types.is_numeric_dtype(values):  # bools count as numeric
             raise DataError(
                 f"data.label_columns: column {column!r} of {source} is not numeric (e.g. "
-                f"{values.iloc[0]!r}); encode the labels as integers 0..C-1"
+                f"{values.iloc[0]!r}); name the positive value (data.positive_label="
+                f"{values.iloc[0]}) or encode the labels as integers 0..C-1"
             )
         numeric = values.to_numpy(dtype=np.float64)
         if not np.all(numeric == np.round(numeric)):
@@ -209,6 +305,26 @@ def _encode_labels(
             )
         return labels, tuple(config.class_names or columns), "multilabel"
     return encode_classes(frame[columns[0]], columns[0], source, config.class_names)
+
+
+def _positive_labels(
+    values: pd.Series, config: TableDataConfig, source: str
+) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """Binary labels from a column with two values, one of them named as positive."""
+    column, positive = config.label_columns[0], config.positive_label
+    text = values.map(value_string)
+    distinct = sorted(set(text))
+    if positive not in distinct or len(distinct) != 2:
+        raise DataError(
+            f"data.positive_label={positive!r}: column {column!r} of {source} holds "
+            f"{len(distinct)} values {distinct[:6]}; a positive label needs exactly two values, "
+            "one of them the positive label"
+        )
+    (negative,) = set(distinct) - {positive}
+    names = tuple(config.class_names) or (negative, positive)
+    if len(names) != 2:
+        raise ConfigError(f"data.class_names has {len(names)} names for 2 classes")
+    return (text == positive).to_numpy(dtype=np.int64), names, "binary"
 
 
 def encode_classes(
@@ -240,8 +356,14 @@ def encode_classes(
     return labels.astype(np.int64), names, "binary" if len(classes) == 2 else "multiclass"
 
 
-def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) -> pd.DataFrame:
-    not_inputs = {config.id_column, *config.label_columns, *config.exclude_columns}
+def feature_columns(frame: pd.DataFrame, config: TableDataConfig, source: str) -> list[str]:
+    """The input columns: ``data.feature_columns``, or every column not the id, a label or excluded.
+
+    Raises:
+        DataError: For a listed column the table does not have.
+        ConfigError: For a feature that is the id, a label or excluded, or for no features at all.
+    """
+    not_inputs = {config.id_column, *config.label_columns, *config.exclude_columns} - {None}
     if config.feature_columns:
         require_columns(frame, config.feature_columns, "data.feature_columns", source)
         leaking = sorted(not_inputs & set(config.feature_columns))
@@ -256,14 +378,75 @@ def _feature_frame(frame: pd.DataFrame, config: TableDataConfig, source: str) ->
     if not columns:
         raise ConfigError(f"data.feature_columns: no feature columns left in {source}")
     require_columns(frame, config.categorical_columns, "data.categorical_columns", source)
-    features = frame[columns]
-    categorical = [
-        c
-        for c in columns
-        if c in config.categorical_columns or not pd.api.types.is_numeric_dtype(features[c])
-    ]
+    return columns
+
+
+def column_kind(values: pd.Series, categorical: bool = False) -> tuple[str, pd.Series | None]:
+    """How a feature column is read: ``numeric``, ``categorical`` (one-hot) or ``stray text``.
+
+    A text column whose non-missing values are mostly numbers (at least `MOSTLY_NUMERIC`) is a
+    numeric column with a few stray tokens (``unk``, ``n/a``), not a category per distinct number.
+
+    Returns:
+        The kind, and for ``stray text`` the mask of the text cells (else None).
+
+    Example:
+        >>> kind, text = column_kind(pd.Series(["1.5", "2", "unk", "4", "5"]))
+        >>> kind, text.tolist()
+        ('stray text', [False, False, True, False, False])
+    """
     if categorical:
-        log.info("one-hot encoding %d categorical columns: %s", len(categorical), categorical)
+        return "categorical", None
+    if pd.api.types.is_numeric_dtype(values):  # bools count as numeric
+        return "numeric", None
+    present = values.notna()
+    text = present & pd.to_numeric(values.where(present), errors="coerce").isna()
+    if not present.any() or not text.any():
+        return "numeric", None  # numbers stored as text (or an empty column)
+    if 1 - text.sum() / present.sum() >= MOSTLY_NUMERIC:
+        return "stray text", text
+    return "categorical", None
+
+
+def _feature_frame(
+    frame: pd.DataFrame, config: TableDataConfig, source: str, notes: list[str]
+) -> pd.DataFrame:
+    columns = feature_columns(frame, config, source)
+    features = frame[columns].copy()
+    kinds: dict[str, list[str]] = {"numeric": [], "categorical": []}
+    for column in columns:
+        kind, text = column_kind(features[column], column in config.categorical_columns)
+        if text is not None:
+            tokens = sorted(set(features[column][text].map(str)))
+            count = int(text.sum())
+            if config.stray_text == "error":
+                raise DataError(
+                    f"column {column!r} of {source} is numeric except {count} row(s) holding "
+                    f"{tokens[:5]}; blank those cells, read them as missing with "
+                    "data.stray_text=missing, or one-hot encode it with data.categorical_columns"
+                )
+            notes.append(
+                f"Column {column!r}: {count} text value(s) {tokens[:5]} read as missing "
+                "(data.stray_text=missing)."
+            )
+            kind = "numeric"
+        if kind == "numeric" and not pd.api.types.is_numeric_dtype(features[column]):
+            features[column] = pd.to_numeric(features[column], errors="coerce")
+        kinds[kind].append(column)
+    categorical = kinds["categorical"]
+    levels = {c: int(features[c].nunique()) for c in categorical}
+    log.info(
+        "%s: %d numeric feature columns, %d one-hot encoded: %s",
+        source,
+        len(kinds["numeric"]),
+        len(categorical),
+        ", ".join(f"{c} ({n} levels)" for c, n in levels.items()) or "none",
+    )
+    notes.append(
+        f"Feature columns: {len(kinds['numeric'])} numeric, {len(categorical)} one-hot encoded"
+        + (f" ({', '.join(f'{c}: {n} levels' for c, n in levels.items())})." if levels else ".")
+    )
+    if categorical:
         # A missing category becomes an all-zero one-hot row, so nothing needs imputing.
         features = pd.get_dummies(
             features, columns=categorical, prefix_sep="=", dtype=np.float32, dummy_na=False
@@ -296,21 +479,47 @@ def _id_strings(ids: pd.Series) -> np.ndarray:
     return ids.astype(str).to_numpy()
 
 
-def _patient_attributes(
-    frame: pd.DataFrame, patient_ids: np.ndarray, config: TableDataConfig
-) -> dict[str, dict[str, str]]:
-    first_rows = frame.assign(_patient=patient_ids).drop_duplicates("_patient", keep="first")
-    attributes = {}
+def _subgroups(
+    frame: pd.DataFrame, patient_ids: np.ndarray, config: TableDataConfig, notes: list[str]
+) -> tuple[dict[str, dict[str, str]], dict[str, np.ndarray]]:
+    """Subgroup values per patient, or per record for a column that varies within a patient.
+
+    Collapsing a varying column (a transplant status that changes over follow-up) to one row per
+    patient would make whole subgroups disappear, so it is reported per record instead.
+    """
+    attributes: dict[str, dict[str, str]] = {}
+    record_attributes: dict[str, np.ndarray] = {}
     for column in config.subgroup_columns:
-        values = first_rows[column]
+        values = frame[column]
         if column in config.subgroup_bins:
             values = subgroup_bands(values, config.subgroup_bins[column], column)
+        elif is_continuous(values):
+            edges = quantile_edges(values)
+            values = open_bands(values, edges)
+            notes.append(
+                f"Subgroup column {column!r} is continuous ({frame[column].nunique()} distinct "
+                f"values): binned at the quartiles of its rows into {', '.join(band_labels(edges))}"
+                " (edges rounded to 2 significant digits, outer bands open so that no patient's "
+                f"value is shown); set data.subgroup_bins.{column} for other edges."
+            )
         else:
             values = values.map(value_string)
         names = config.value_names.get(column, {})
-        values = values.map(lambda v, names=names: names.get(v, v))
-        attributes[column] = dict(zip(first_rows["_patient"], values))
-    return attributes
+        values = values.map(lambda v, names=names: names.get(v, v)).to_numpy(dtype=str)
+        values = merge_small_subgroups(
+            values, patient_ids, column=column, minimum=config.min_subgroup_size, notes=notes
+        )
+        per_patient = pd.Series(values).groupby(patient_ids).nunique()
+        varying = int((per_patient > 1).sum())
+        if varying:
+            record_attributes[column] = values
+            notes.append(
+                f"Subgroup column {column!r} varies between the rows of {varying} patient(s): "
+                "it is reported per record."
+            )
+        else:
+            attributes[column] = dict(zip(patient_ids, values))
+    return attributes, record_attributes
 
 
 def check_subgroup_bins(bins: dict[str, list[float]]) -> None:
@@ -323,12 +532,15 @@ def check_subgroup_bins(bins: dict[str, list[float]]) -> None:
         if len(edges) < 2 or any(low >= high for low, high in pairwise(edges)):
             raise ConfigError(
                 f"data.subgroup_bins.{column} must be at least two strictly increasing edges, "
-                f"got {list(edges)}"
+                f"got {list(edges)}; sort them and remove repeated edges"
             )
 
 
 def subgroup_bands(values: pd.Series, edges: list[float], column: str) -> pd.Series:
-    """Numeric subgroup values as bands ``lo-hi`` (left-closed), ``missing`` outside or NaN.
+    """Numeric subgroup values as bands ``lo-hi`` (left-closed), ``missing`` for NaN.
+
+    Raises:
+        DataError: If some values fall outside the edges (they would silently become ``missing``).
 
     Example:
         >>> subgroup_bands(pd.Series([25, 61, None]), [0, 50, 120], "age").tolist()
@@ -336,6 +548,15 @@ def subgroup_bands(values: pd.Series, edges: list[float], column: str) -> pd.Ser
     """
     if not pd.api.types.is_numeric_dtype(values):
         raise DataError(f"data.subgroup_bins.{column}: column {column!r} is not numeric")
+    outside = values.notna() & ((values < edges[0]) | (values >= edges[-1]))
+    if outside.any():
+        low, high = values.min(), values.max()
+        raise DataError(
+            f"data.subgroup_bins.{column}: {int(outside.sum())} row(s) have {column} outside "
+            f"[{value_string(edges[0])}, {value_string(edges[-1])}) (the data run from "
+            f"{value_string(low)} to {value_string(high)}); widen the first or last edge to "
+            "cover them (bins are left-closed)"
+        )
     labels = [f"{value_string(lo)}-{value_string(hi)}" for lo, hi in pairwise(edges)]
     bands = pd.cut(values, bins=edges, labels=labels, right=False)
     return bands.astype(object).where(bands.notna(), "missing").astype(str)
@@ -354,3 +575,79 @@ def value_string(value: object) -> str:
         if value == int(value):
             return str(int(value))
     return str(value)
+
+
+def is_continuous(values: pd.Series) -> bool:
+    """Whether a subgroup column is numeric with more than `MAX_SUBGROUP_LEVELS` distinct values.
+
+    Example:
+        >>> is_continuous(pd.Series(np.arange(11.0))), is_continuous(pd.Series([0, 1] * 9))
+        (True, False)
+    """
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    return bool(numeric and values.nunique() > MAX_SUBGROUP_LEVELS)
+
+
+def quantile_edges(values: pd.Series, digits: int = 2) -> list[float]:
+    """Inner band edges at the column's quartiles, rounded to ``digits`` significant digits.
+
+    Rounding keeps an edge from being some patient's exact value; more digits are used only when
+    rounding would merge distinct quartiles.
+
+    Example:
+        >>> quantile_edges(pd.Series([18.3, 21.7, 24.87, 26.1, 29.94, 33.2, 41.05]))
+        [23.0, 26.0, 32.0]
+    """
+    quartiles = np.unique(np.nanquantile(values.to_numpy(dtype=float), SUBGROUP_QUANTILES))
+    for precision in range(digits, 16):
+        edges = sorted({float(f"{edge:.{precision}g}") for edge in quartiles})
+        if len(edges) == len(quartiles):
+            return edges
+    return [float(edge) for edge in quartiles]
+
+
+def open_bands(values: pd.Series, edges: list[float]) -> pd.Series:
+    """Values as left-closed bands between ``edges``, the outer two open: ``<23``, ``≥32``.
+
+    Example:
+        >>> open_bands(pd.Series([10.0, 25.0, 90.0, None]), [23.0, 32.0]).tolist()
+        ['<23', '23-32', '≥32', 'missing']
+    """
+    bands = pd.cut(values, bins=[-np.inf, *edges, np.inf], labels=band_labels(edges), right=False)
+    return bands.astype(object).where(bands.notna(), "missing").astype(str)
+
+
+def band_labels(edges: list[float]) -> list[str]:
+    """The labels of `open_bands`, lowest band first."""
+    names = [value_string(edge) for edge in edges]
+    return [f"<{names[0]}", *(f"{low}-{high}" for low, high in pairwise(names)), f"≥{names[-1]}"]
+
+
+def merge_small_subgroups(
+    values: np.ndarray, patient_ids: np.ndarray, *, column: str, minimum: int, notes: list[str]
+) -> np.ndarray:
+    """Merges the values held by fewer than ``minimum`` patients into ``other (n < minimum)``.
+
+    A subgroup of one or two patients puts their value, and their metrics, in every table; the
+    note says how many values were merged, never which.
+
+    Example:
+        >>> notes = []
+        >>> merge_small_subgroups(np.array(["F", "M", "M", "X"]), np.array(["a", "b", "c", "d"]),
+        ...     column="sex", minimum=2, notes=notes).tolist()
+        ['other (n < 2)', 'M', 'M', 'other (n < 2)']
+    """
+    if minimum <= 1:
+        return values
+    patients = pd.Series(patient_ids).groupby(values).nunique()
+    small = patients.index[patients < minimum]
+    if len(small) == 0:
+        return values
+    label = f"other (n < {minimum})"
+    merged = np.isin(values, small)
+    notes.append(
+        f"Subgroup column {column!r}: {len(small)} value(s) held by fewer than {minimum} "
+        f"patients each are reported together as {label!r} "
+        f"({len(np.unique(patient_ids[merged]))} patients; data.min_subgroup_size={minimum})."
+    )
+    return np.where(merged, label, values)

@@ -7,6 +7,7 @@ pay for one calibration.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ PRIVACY_MODES = ("dp", "none")
 MAX_EPSILON = 100.0
 ACCOUNTANTS = ("prv", "rdp")
 GRAD_SAMPLE_MODES = ("auto", "ghost", "hooks", "functorch", "ew")
-PRIVACY_UNITS = ("record", "patient")
+PRIVACY_UNITS = ("auto", "record", "patient")
 # Patient-level DP-SGD sums each patient's per-record gradients before clipping, so it needs the
 # per-sample gradients materialised: ghost clipping (norms only) and expanded weights cannot.
 PATIENT_GRAD_SAMPLE_MODES = ("auto", "hooks", "functorch")
@@ -42,6 +43,7 @@ class PrivacyConfig:
         mode: ``dp`` (DP-SGD to the target budget) or ``none`` (the non-private baseline on the
             same code path).
         epsilon: Target ε; the noise multiplier is calibrated to reach it at the last step.
+            ``inf`` is the non-private baseline (``mode`` becomes ``none``) on the same recipe.
         delta: Target δ; None picks ``min(1e-5, 1 / (10 N))`` for N training records. A δ ≥ 1/N is
             rejected: it would allow publishing a record outright.
         max_grad_norm: Per-sample gradient clipping norm C.
@@ -50,12 +52,14 @@ class PrivacyConfig:
             verified correct by its per-sample-gradient test: ghost clipping for the MLP, hooks for
             the image CNNs), ``ghost``, ``hooks``, ``functorch`` or ``ew``.
         unit: What ε protects: ``record`` (one record; a patient with k records only through group
-            privacy) or ``patient`` (patient-level DP-SGD: patients are Poisson-sampled and each
-            patient's summed gradient is clipped to C, so ε covers all of a patient's records).
+            privacy), ``patient`` (patient-level DP-SGD: patients are Poisson-sampled and each
+            patient's summed gradient is clipped to C, so ε covers all of a patient's records) or
+            ``auto`` (the default: ``patient`` when some patient has several records, ``record``
+            when every patient has one, where the two are the same guarantee; see `for_cohort`).
         max_records_per_patient: With ``unit=patient``, the most records of one patient used in a
-            step (more are subsampled per step, seeded); 0 uses them all. The cap bounds compute
-            and changes utility, never the guarantee: a patient's gradient is clipped to C however
-            many of its records enter it.
+            step (more are subsampled per step, seeded); None uses them all. The cap bounds
+            compute and changes utility, never the guarantee: a patient's gradient is clipped to C
+            however many of its records enter it.
     """
 
     mode: str = "dp"
@@ -64,18 +68,20 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     grad_sample_mode: str = "auto"
-    unit: str = "record"
-    max_records_per_patient: int = 0
+    unit: str = "auto"
+    max_records_per_patient: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in PRIVACY_MODES:
             raise ConfigError(
                 f"privacy.mode must be one of {list(PRIVACY_MODES)}, got {self.mode!r}"
             )
-        if not self.epsilon > 0 or math.isinf(self.epsilon):
+        if self.epsilon == math.inf:
+            # ε = ∞ is the non-private baseline on the same recipe, so a sweep can end in it.
+            self.mode = "none"
+        if not self.epsilon > 0:
             raise ConfigError(
-                f"privacy.epsilon must be a finite number > 0, got {self.epsilon} "
-                "(use privacy=none for a non-private baseline)"
+                f"privacy.epsilon must be > 0 (inf: the non-private baseline), got {self.epsilon}"
             )
         if self.private and self.epsilon > MAX_EPSILON:
             raise ConfigError(
@@ -105,11 +111,38 @@ class PrivacyConfig:
                 f"privacy.unit=patient needs privacy.grad_sample_mode in "
                 f"{list(PATIENT_GRAD_SAMPLE_MODES)}, got {self.grad_sample_mode!r}"
             )
-        if self.max_records_per_patient < 0:
+        if self.max_records_per_patient is not None and self.max_records_per_patient < 1:
             raise ConfigError(
-                f"privacy.max_records_per_patient must be >= 0 (0: no cap), "
+                f"privacy.max_records_per_patient must be >= 1 record (null: no cap), "
                 f"got {self.max_records_per_patient}"
             )
+
+    def for_cohort(self, max_records_per_patient: int) -> PrivacyConfig:
+        """This config with ``unit=auto`` resolved for a cohort whose largest patient has k records.
+
+        ``auto`` protects the patient, the unit a hospital must protect, whenever a patient has
+        several records (measured on the MIMIC-IV demo admissions at ε = 8: ε per patient 8.0
+        instead of 674 through group privacy, for test AUROC 0.70 instead of 0.74). When every
+        patient has one record the two units give the same guarantee with the same σ, q and steps,
+        and ``record`` keeps the faster per-sample gradient modes (ghost clipping). The
+        non-private baseline resolves the same way, so an ε sweep up to ``inf`` changes only the
+        noise, never the sampling or the loss.
+
+        Example:
+            >>> PrivacyConfig().for_cohort(3).unit, PrivacyConfig().for_cohort(1).unit
+            ('patient', 'record')
+        """
+        if self.unit != "auto":
+            return self
+        unit = "patient" if max_records_per_patient > 1 else "record"
+        if unit == "patient" and self.grad_sample_mode not in PATIENT_GRAD_SAMPLE_MODES:
+            raise ConfigError(
+                f"privacy.unit=auto protects patients (some have {max_records_per_patient} "
+                f"records), which needs privacy.grad_sample_mode in "
+                f"{list(PATIENT_GRAD_SAMPLE_MODES)}, got {self.grad_sample_mode!r}; or set "
+                "privacy.unit=record"
+            )
+        return dataclasses.replace(self, unit=unit)
 
     @property
     def private(self) -> bool:

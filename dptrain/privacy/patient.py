@@ -56,6 +56,12 @@ class PatientDPOptimizer(DPOptimizer):
         if self.record_patient is not None:
             n_records = len(self.record_patient)
             rescale = self.n_patients / n_records if n_records else 1.0
+            # Record i is patient i (every sampled patient has one record, in order): the rows
+            # already are the patients' gradients and the rescale is 1, so the copy is skipped.
+            patients = self.record_patient
+            one_record_each = self.n_patients == n_records and torch.equal(
+                patients, torch.arange(n_records, dtype=patients.dtype, device=patients.device)
+            )
             for p in self.params:
                 per_record = self._get_flat_grad_sample(p)
                 index = self.record_patient.to(per_record.device)
@@ -64,6 +70,8 @@ class PatientDPOptimizer(DPOptimizer):
                         f"{len(per_record)} per-sample gradients for {len(index)} records: the "
                         "batch's patient index does not match the backward pass"
                     )
+                if one_record_each:
+                    continue
                 per_patient = per_record.new_zeros((self.n_patients, *per_record.shape[1:]))
                 p.grad_sample = per_patient.index_add_(0, index, per_record, alpha=rescale)
         super().clip_and_accumulate()

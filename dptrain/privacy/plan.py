@@ -10,11 +10,23 @@ are Poisson-sampled, the batch size counts patients, and δ and σ are resolved 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from opacus.accountants.analysis.prv import (
+    DiscretePRV,
+    Domain,
+    PoissonSubsampledGaussianPRV,
+    TruncatedPrivacyRandomVariable,
+    compute_safe_domain_size,
+    discretize,
+)
+from scipy.fft import irfft, next_fast_len, rfft
 
 from dptrain.errors import ConfigError
 from dptrain.privacy.accounting import (
-    PRIVACY_UNITS,
     PrivacyConfig,
     PrivacySpend,
     calibrate_noise,
@@ -41,7 +53,9 @@ class PrivacyPlan:
             and accountant use.
         steps: Noisy steps, epochs / q.
         steps_per_epoch: Steps in one epoch.
-        epsilon_curve: RDP ε after each epoch (infinite when not private).
+        epsilon_curve: ε after each epoch from the configured accountant (PRV by default); its
+            last point is the spend's headline ε (infinite when not private).
+        epsilon_rdp_curve: RDP ε after each epoch, for comparison (looser than PRV).
 
     Example:
         >>> plan = PrivacyPlan.for_training_set(PrivacyConfig(epsilon=8.0), n_units=1000,
@@ -62,6 +76,7 @@ class PrivacyPlan:
     steps: int
     steps_per_epoch: int
     epsilon_curve: tuple[float, ...]
+    epsilon_rdp_curve: tuple[float, ...]
 
     @classmethod
     def for_training_set(
@@ -71,7 +86,6 @@ class PrivacyPlan:
         n_units: int,
         batch_size: int,
         epochs: int,
-        unit: str | None = None,
         max_records_per_patient: int = 1,
     ) -> PrivacyPlan:
         """The plan for a training set of ``n_units`` privacy units (σ calibrated and cached).
@@ -81,32 +95,33 @@ class PrivacyPlan:
             n_units: Training-set size in privacy units (records, or patients).
             batch_size: Expected logical batch size in privacy units.
             epochs: Passes over the data.
-            unit: The privacy unit, ``record`` or ``patient``; None takes ``privacy.unit``.
-            max_records_per_patient: Largest k, carried into the spend.
+            max_records_per_patient: Largest k, carried into the spend; it also resolves
+                ``privacy.unit=auto`` (`PrivacyConfig.for_cohort`), so a caller planning for
+                several training sets of one cohort resolves the unit once, on the whole cohort.
 
         Returns:
             The plan.
 
         Raises:
-            ConfigError: For an unknown unit, an empty training set, a patient-level batch larger
+            ConfigError: For an empty training set, a patient-level batch larger
                 than the training set, δ ≥ 1/N or an unreachable ε.
         """
-        unit = privacy.unit if unit is None else unit
-        if unit not in PRIVACY_UNITS:
-            raise ConfigError(f"privacy unit must be one of {list(PRIVACY_UNITS)}, got {unit!r}")
+        privacy = privacy.for_cohort(max_records_per_patient)
+        unit = privacy.unit
         if n_units < 1:
             raise ConfigError("the training set is empty: no privacy plan for 0 units")
         if unit == "patient" and batch_size > n_units:
             # q = batch / N would exceed 1: no Poisson rate samples that many patients per step.
             raise ConfigError(
                 f"train.batch_size={batch_size} expected patients per batch is more than the "
-                f"{n_units} training patients; lower train.batch_size"
+                f"{n_units} training patients of patient-level DP-SGD; lower train.batch_size "
+                "(or set privacy.unit=record for ε per record)"
             )
         steps_per_epoch = math.ceil(n_units / batch_size)
         sample_rate = 1 / steps_per_epoch  # what Opacus' DPDataLoader and accountant use
         steps = epochs * steps_per_epoch
         delta = privacy.resolve_delta(n_units, unit=unit)
-        noise_multiplier, curve = 0.0, (math.inf,) * epochs
+        noise_multiplier, curve, rdp_curve = 0.0, (math.inf,) * epochs, (math.inf,) * epochs
         if privacy.private:
             noise_multiplier = calibrate_noise(
                 epsilon=privacy.epsilon,
@@ -115,11 +130,19 @@ class PrivacyPlan:
                 steps=steps,
                 accountant=privacy.accountant,
             )
-            curve = rdp_epsilon_curve(
+            epoch_steps = tuple((epoch + 1) * steps_per_epoch for epoch in range(epochs))
+            rdp_curve = rdp_epsilon_curve(
                 noise_multiplier=noise_multiplier,
                 sample_rate=sample_rate,
-                steps=tuple((epoch + 1) * steps_per_epoch for epoch in range(epochs)),
+                steps=epoch_steps,
                 delta=delta,
+            )
+            curve = accountant_epsilon_curve(
+                noise_multiplier=noise_multiplier,
+                sample_rate=sample_rate,
+                steps=epoch_steps,
+                delta=delta,
+                accountant=privacy.accountant,
             )
         return cls(
             privacy=privacy,
@@ -134,6 +157,7 @@ class PrivacyPlan:
             steps=steps,
             steps_per_epoch=steps_per_epoch,
             epsilon_curve=curve,
+            epsilon_rdp_curve=rdp_curve,
         )
 
     def accountant_history(self) -> list[tuple[float, float, int]]:
@@ -156,7 +180,7 @@ class PrivacyPlan:
             private=private,
             unit=self.unit,
             epsilon=epsilon,
-            epsilon_rdp=self.epsilon_curve[-1],
+            epsilon_rdp=self.epsilon_rdp_curve[-1],
             epsilon_target=self.privacy.epsilon if private else math.inf,
             delta=self.delta,
             noise_multiplier=self.noise_multiplier,
@@ -168,3 +192,87 @@ class PrivacyPlan:
             n_units=self.n_units,
             max_records_per_patient=self.max_records_per_patient,
         )
+
+
+# Opacus' defaults for `PRVAccountant.get_epsilon`: the headline ε is computed with these.
+PRV_EPSILON_ERROR = 0.01
+PRV_DELTA_ERROR_SHARE = 1e-3
+
+
+@lru_cache(maxsize=64)
+def accountant_epsilon_curve(
+    *,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: tuple[int, ...],
+    delta: float,
+    accountant: str,
+) -> tuple[float, ...]:
+    """ε after each step count in ``steps`` from ``accountant``; the last is `epsilon_spent`'s.
+
+    Trackers plot this curve beside the headline ε, so both must come from one accountant (an
+    RDP curve ends above a PRV headline: 8.8 for a target of 8). One PRV evaluation per epoch
+    would cost ~0.3 s each; instead the PRV is discretised and Fourier-transformed once, on the
+    domain Opacus would use for the largest step count (finer and wider than each smaller count
+    needs, so every point is still an upper bound within ``PRV_EPSILON_ERROR``), and composed
+    per epoch as Opacus' ``compose_heterogeneous`` does.
+    The last point is `epsilon_spent` itself (cached), so it equals the spend's ε exactly.
+
+    Example:
+        >>> curve = accountant_epsilon_curve(noise_multiplier=1.0, sample_rate=0.1,
+        ...     steps=(10, 20), delta=1e-5, accountant="prv")
+        >>> curve[-1] == epsilon_spent(noise_multiplier=1.0, sample_rate=0.1, steps=20,
+        ...     delta=1e-5, accountant="prv") and curve[0] < curve[1]
+        True
+    """
+    final = epsilon_spent(
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        steps=steps[-1],
+        delta=delta,
+        accountant=accountant,
+    )
+    if accountant != "prv":  # RDP: one evaluation per step count is cheap
+        earlier = rdp_epsilon_curve(
+            noise_multiplier=noise_multiplier,
+            sample_rate=sample_rate,
+            steps=steps[:-1],
+            delta=delta,
+        )
+        return (*earlier, final)
+    delta_error = delta * PRV_DELTA_ERROR_SHARE
+    prv = PoissonSubsampledGaussianPRV(sample_rate, noise_multiplier)
+    largest = max(steps)
+    with warnings.catch_warnings():  # the domain's RDP bound; it does not change the ε
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        size = compute_safe_domain_size(
+            prvs=[prv],
+            max_self_compositions=[largest],
+            eps_error=PRV_EPSILON_ERROR,
+            delta_error=delta_error,
+        )
+    mesh = PRV_EPSILON_ERROR / math.sqrt(largest * math.log(12 / delta_error) / 2)
+    # Opacus' grid shape (t = (i - n/2 + 1) * mesh), widened to an FFT-friendly even length n:
+    # a wider domain is still safe, and an awkward n (a large prime factor) makes FFTs 10x slower.
+    length = 2 * math.ceil(size / mesh) + 2
+    while (fast := next_fast_len(length)) % 2:
+        length = fast + 1
+    domain = Domain(t_min=-(fast // 2 - 1) * mesh, t_max=fast // 2 * mesh, size=fast)
+    truncated = TruncatedPrivacyRandomVariable(prv, domain.t_min, domain.t_max)
+    spectrum = rfft(discretize(truncated, domain).pmf)
+    # `compose_heterogeneous` for one PRV, with one FFT for all epochs and the spectrum's power
+    # advanced epoch by epoch (a complex power of the whole array per epoch costs more).
+    power, composed_steps, gap_powers = np.ones_like(spectrum), 0, {}
+    earlier = []
+    for count in steps[:-1]:
+        if count == 0:
+            earlier.append(0.0)
+            continue
+        gap = count - composed_steps
+        if gap not in gap_powers:
+            gap_powers[gap] = spectrum**gap
+        power, composed_steps = power * gap_powers[gap], count
+        shift = count - 1 + (fast // 2 if count % 2 == 0 else 0)
+        composed = DiscretePRV(pmf=np.roll(irfft(power, fast), shift), domain=domain)
+        earlier.append(float(composed.compute_epsilon(delta, delta_error, PRV_EPSILON_ERROR)[2]))
+    return (*earlier, final)

@@ -19,53 +19,6 @@ from dptrain.reporting.markdown import number, table
 from dptrain.reporting.results import RunReport
 
 
-def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:
-    """Summary metrics of the audit for trackers and sweeps."""
-    best = _attack(audit, audit.best_attack)
-    patients = audit.patients
-    metrics = {
-        "audit/num_models": float(audit.num_models),
-        "audit/best_attack_auc": best.metrics.auc,
-        "audit/epsilon_lower_bound": audit.epsilon_lower_bound.epsilon,
-        "audit/dp_max_auc_record": audit.bounds.record.max_auc,
-        "audit/dp_max_auc_patient": audit.bounds.patient.max_auc,
-        "audit/dp_epsilon_patient": audit.bounds.patient_epsilon,
-        "audit/patient_auc_median": patients.median_auc,
-        "audit/patient_auc_p99": patients.p99_auc,
-        "audit/patient_auc_max": patients.max_auc,
-    }
-    for rate, tpr in zip(best.metrics.fpr_targets, best.metrics.tpr_at_fpr):
-        metrics[f"audit/best_attack_tpr_at_fpr_{rate:g}"] = float(tpr)
-    for threshold, count, sure in zip(
-        patients.thresholds, patients.exposed, patients.exposed_lower_bound
-    ):
-        metrics[f"audit/patients_auc_above_{threshold:g}"] = float(count)
-        metrics[f"audit/patients_lower_bound_above_{threshold:g}"] = float(sure)
-    for attack in audit.attacks:
-        metrics[f"audit/{attack.name}_auc"] = attack.metrics.auc
-    floor = audit.null_floor
-    metrics["audit/null_best_attack_auc"] = floor.band(floor.attack_auc)[0]
-    metrics["audit/null_patient_auc_median"] = floor.band(floor.median_auc)[0]
-    metrics["audit/null_patient_auc_p99"] = floor.band(floor.p99_auc)[0]
-    metrics["audit/null_patient_auc_max"] = floor.band(floor.max_auc)[0]
-    metrics["audit/null_fdr_list_empty_share"] = floor.fdr_list_empty_share
-    metrics["audit/patients_exposed_fdr"] = float(audit.exposure.n_exposed)
-    metrics["audit/reliability_split_half"] = audit.reliability.half_rho
-    metrics["audit/reliability_full"] = audit.reliability.full_rho
-    shares = audit.deconvolution
-    for index, threshold in enumerate(floor.thresholds):
-        null_share = floor.band(floor.share_above[:, index])[0]
-        metrics[f"audit/null_share_above_{threshold:g}"] = null_share
-        metrics[f"audit/estimated_share_above_{threshold:g}"] = float(shares.share_above[index])
-        metrics[f"audit/estimated_share_above_{threshold:g}_lower"] = float(
-            shares.share_lower[index]
-        )
-        metrics[f"audit/estimated_share_above_{threshold:g}_upper"] = float(
-            shares.share_upper[index]
-        )
-    return metrics
-
-
 def audit_console_lines(report: RunReport) -> list[str]:
     """Three lines: what the budget allows, what the audit measured, what it means per patient."""
     audit, spend = report.audit, report.privacy
@@ -141,6 +94,18 @@ def headline_section(report: RunReport) -> str:
     floor, shares, exposure = audit.null_floor, audit.deconvolution, audit.exposure
     rows = [
         [*_budget_row(spend, audit, confidence), "—"],
+        *(
+            [
+                f"ε, {row.name} audit of the DP implementation",
+                f"{number(spend.epsilon, 2)} (accountant)" if spend.private else "∞ (no DP)",
+                f"≥ {number(row.epsilon_lower_bound, 2)} ({row.confidence:.0%}; "
+                + ("refutes the claim" if row.violates_claim else "consistent")
+                + ")",
+                "—",
+            ]
+            for row in report.dp_audits
+            if row.applicable
+        ),
         [
             "attack AUC, all model-patient pairs",
             _allowed(bounds.patient, spend.private) + for_patients,

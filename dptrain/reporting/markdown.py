@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from dptrain.reporting.results import RunReport
-from dptrain.training.evaluate import METRIC_NAMES, UtilityMetrics
+from dptrain.training.evaluate import METRIC_NAMES, UtilityMetrics, UtilityReport
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -57,7 +57,13 @@ def privacy_section(report: RunReport) -> str:
         ["clipping norm C", number(spend.max_grad_norm)],
         ["privacy unit", f"{spend.unit} (N = {spend.n_units} training {spend.unit}s)"],
     ]
-    if spend.unit == "patient":
+    if spend.unit == "patient" and k == 1:
+        unit_note = (
+            "ε is per **patient**. Every training patient has one record, so patient-level "
+            "DP-SGD ran with the σ, q and steps of record-level DP-SGD: the two are the same "
+            "guarantee here."
+        )
+    elif spend.unit == "patient":
         unit_note = (
             "ε is per **patient**: patients were Poisson-sampled and each patient's summed "
             f"gradient clipped as one, so ε covers all of a patient's records (up to {k} here)."
@@ -81,12 +87,21 @@ def privacy_section(report: RunReport) -> str:
 
 
 def utility_section(report: RunReport) -> str:
-    """Utility on the held-out patients, overall and per subgroup with counts."""
-    overall = report.utility.overall
+    """Utility on the held-out patients, overall and per subgroup, with intervals and counts.
+
+    Every value carries its bootstrap interval; a value that cannot be computed says why instead
+    of showing NaN.
+    """
+    utility = report.utility
+    overall = utility.overall
+    header = ["patients", "records", *METRIC_NAMES]
     parts = [
         "## Utility on held-out patients\n",
-        table(["", "patients", "records", *METRIC_NAMES], [["all", *_metric_cells(overall)]]),
+        f"Each value is followed by its {utility.confidence:.0%} interval "
+        f"({utility.interval_method}, {utility.n_resamples} resamples).\n",
+        table(["", *header], [["all", *_metric_cells(overall)]]),
     ]
+    parts += [f"\n- {note}" for note in utility.notes]
     if overall.auroc_per_class:
         names = report.data["cohort"].get("label_names") or [
             str(j) for j in range(len(overall.auroc_per_class))
@@ -96,16 +111,44 @@ def utility_section(report: RunReport) -> str:
             f"\n**AUROC per {kind}**\n",
             table(
                 [kind, "AUROC"],
-                [[name, number(value)] for name, value in zip(names, overall.auroc_per_class)],
+                [
+                    [name, _value_or_reason(value, "one value only among the test records")]
+                    for name, value in zip(names, overall.auroc_per_class)
+                ],
             ),
         ]
-    for attribute, by_value in report.utility.subgroups.items():
+    for attribute, by_value in utility.subgroups.items():
         rows = [[value, *_metric_cells(metrics)] for value, metrics in by_value.items()]
-        parts += [
-            f"\n**By {attribute}**\n",
-            table([attribute, "patients", "records", *METRIC_NAMES], rows),
-        ]
+        parts += [f"\n**By {attribute}**\n", table([attribute, *header], rows)]
     return "\n".join(parts)
+
+
+def utility_console_lines(utility: UtilityReport) -> list[str]:
+    """The console's utility line (values with intervals) and the small-test-split warning.
+
+    Example:
+        >>> m = UtilityMetrics(0.8, 0.6, 0.7, 0.65, n_patients=40, n_records=50,
+        ...     auroc_ci=(0.7, 0.9))
+        >>> utility_console_lines(UtilityReport(overall=m, subgroups={}))[0][:48]
+        'utility      AUROC = 0.800 [0.700, 0.900], AUPRC'
+    """
+    overall = utility.overall
+    names = {"auroc": "AUROC", "auprc": "AUPRC", "accuracy": "accuracy"}
+    names["balanced_accuracy"] = "balanced accuracy"
+    cells = [
+        f"{label} = {cell}" if cell[0].isdigit() else f"{label} {cell}"
+        for label, cell in ((names[name], metric_cell(overall, name)) for name in METRIC_NAMES)
+    ]
+    lines = [
+        f"utility      {', '.join(cells)} ({utility.confidence:.0%} intervals over "
+        f"{overall.n_patients} test patients)"
+    ]
+    lines += [
+        f"warning      {note.removeprefix('WARNING:').strip()}"
+        for note in utility.notes
+        if note.startswith("WARNING")
+    ]
+    return lines
 
 
 def data_section(report: RunReport) -> str:
@@ -166,13 +209,19 @@ def run_section(report: RunReport) -> str:
     )
 
 
-def render_report(report: RunReport, *, audit_sections: list[str]) -> str:
-    """The whole ``report.md``: with an audit, its headline and subgroup tables come first."""
+def render_report(
+    report: RunReport, *, audit_sections: list[str], dp_audit_sections: list[str] = ()
+) -> str:
+    """The whole ``report.md``: with an audit, its headline and subgroup tables come first.
+
+    The audits of the DP implementation follow the privacy budget they test.
+    """
     title = f"# dptrain report: {report.data['cohort']['name']}"
     sections = [
         title,
         *audit_sections[:2],
         privacy_section(report),
+        *dp_audit_sections,
         utility_section(report),
         *audit_sections[2:],
         data_section(report),
@@ -182,6 +231,31 @@ def render_report(report: RunReport, *, audit_sections: list[str]) -> str:
 
 
 def _metric_cells(metrics: UtilityMetrics) -> list[str]:
+    """Counts, then each metric as ``value [low, high]`` or the reason it has no value."""
     return [str(metrics.n_patients), str(metrics.n_records)] + [
-        number(getattr(metrics, name)) for name in METRIC_NAMES
+        metric_cell(metrics, name) for name in METRIC_NAMES
     ]
+
+
+def metric_cell(metrics: UtilityMetrics, name: str) -> str:
+    """One metric with its interval, e.g. ``0.812 [0.760, 0.861]``; never NaN.
+
+    Example:
+        >>> m = UtilityMetrics(float("nan"), 0.5, 0.75, 0.5, n_patients=4, n_records=4,
+        ...     accuracy_ci=(0.5, 1.0), not_computable={"auroc": "only class '0'"})
+        >>> metric_cell(m, "auroc"), metric_cell(m, "accuracy")
+        ("not computable: only class '0'", '0.750 [0.500, 1.000]')
+    """
+    value = getattr(metrics, name)
+    reasons = metrics.not_computable
+    if value is None or math.isnan(value):
+        return f"not computable: {reasons.get(name, 'undefined for these records')}"
+    low, high = getattr(metrics, f"{name}_ci", (math.nan, math.nan))
+    if math.isnan(low):
+        reason = reasons.get(f"{name}_ci")
+        return f"{number(value)} (no interval: {reason})" if reason else number(value)
+    return f"{number(value)} [{number(low)}, {number(high)}]"
+
+
+def _value_or_reason(value: float, reason: str) -> str:
+    return f"not computable: {reason}" if math.isnan(value) else number(value)

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from dptrain import __version__
+from dptrain.audit.dp_audits import DPAuditRow
 from dptrain.audit.run import AuditResult
 from dptrain.privacy.accounting import PrivacySpend
+from dptrain.reporting.summary import run_summary
 from dptrain.training.evaluate import UtilityReport
 from dptrain.training.fit import EpochLog
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 RESULTS_FILE = "results.json"
 
 
@@ -43,6 +45,8 @@ class RunReport:
         versions: Versions of Python and the libraries that matter for reproducing the run.
         training: How the deployed model was trained: Opacus grad sample mode, device, fixed
             front end, parameter count, intra-op threads.
+        dp_audits: The audits of the DP implementation (canary, white box), each an ε lower
+            bound beside the accountant's ε; empty when none was asked for.
     """
 
     config: dict[str, Any]
@@ -54,6 +58,7 @@ class RunReport:
     timings: dict[str, float]
     versions: dict[str, str]
     training: dict[str, Any] = field(default_factory=dict)
+    dp_audits: tuple[DPAuditRow, ...] = ()
 
 
 def to_plain(value: Any) -> Any:
@@ -94,6 +99,7 @@ def results_dict(report: RunReport) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "dptrain_version": __version__,
         "status": "complete",
+        "summary": to_plain(run_summary(report)),
         **to_plain(report),
     }
 

@@ -7,6 +7,7 @@ construction. ``privacy.mode = none`` runs the same path without `make_private`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,12 +48,15 @@ class EpochLog:
     Attributes:
         epoch: 1-based epoch number.
         loss: Mean training loss.
-        epsilon_rdp: RDP ε spent after this epoch (infinite when not private).
+        epsilon_rdp: RDP ε spent after this epoch (infinite when not private), for comparison.
+        epsilon: ε spent after this epoch from the run's configured accountant (PRV by default),
+            the curve that ends at the headline ε (infinite when not private).
     """
 
     epoch: int
     loss: float
     epsilon_rdp: float
+    epsilon: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ def fit(
     plan: PrivacyPlan | None = None,
     progress: bool = False,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    private_parts_hook: Callable[[TrainingParts], None] | None = None,
 ) -> TrainedModel:
     """Trains one model on all records of ``cohort`` with the recipe (model, privacy, train).
 
@@ -126,6 +131,9 @@ def fit(
             models); None plans here. The reported ε is always accounted from the plan's σ.
         progress: Show a progress bar over epochs.
         on_epoch: Called after every epoch (e.g. to log to a tracker).
+        private_parts_hook: Called once with the private training parts (Opacus' model,
+            optimiser and Poisson loader) before the first step; the white-box audit attaches its
+            gradient canaries to the optimiser here, so audited runs take this one training path.
 
     Returns:
         The trained model.
@@ -137,6 +145,9 @@ def fit(
     """
     if cohort.n_records == 0:
         raise DataError(f"cannot train on an empty cohort {cohort.name!r}")
+    # A caller training several sets of one cohort (the audit) resolves unit=auto once, on the
+    # whole cohort; here it is resolved on the training set.
+    privacy = privacy.for_cohort(int(cohort.records_per_patient.max()))
     per_patient = privacy.unit == "patient"
     n_units = cohort.n_patients if per_patient else cohort.n_records
     plan = plan or PrivacyPlan.for_training_set(
@@ -173,7 +184,7 @@ def fit(
                 dataset,
                 cohort.record_patient,
                 n_patients=cohort.n_patients,
-                max_records=privacy.max_records_per_patient,
+                max_records=privacy.max_records_per_patient or 0,
                 generator=torch.Generator().manual_seed(seed + 3),
             )
             criterion = PatientLoss(criterion)
@@ -198,15 +209,22 @@ def fit(
                 device=device,
                 unit=privacy.unit,
             )
+            if private_parts_hook is not None:
+                private_parts_hook(parts)
 
         history: list[EpochLog] = []
         bar = tqdm(total=train.epochs, desc="training", unit="epoch", disable=not progress)
 
         def record_epoch(epoch: int, loss: float) -> None:
-            entry = EpochLog(epoch=epoch + 1, loss=loss, epsilon_rdp=plan.epsilon_curve[epoch])
+            entry = EpochLog(
+                epoch=epoch + 1,
+                loss=loss,
+                epsilon_rdp=plan.epsilon_rdp_curve[epoch],
+                epsilon=plan.epsilon_curve[epoch],
+            )
             history.append(entry)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", eps=f"{entry.epsilon_rdp:.2f}")
+            bar.set_postfix(loss=f"{loss:.4f}", eps=f"{entry.epsilon:.2f}")
             if on_epoch is not None:
                 on_epoch(entry)
 

@@ -53,7 +53,7 @@ def leaky(cohort):
 
 @pytest.fixture(scope="module")
 def private(cohort):
-    return audit_with(cohort, PrivacyConfig(epsilon=0.5, delta=1e-4))
+    return audit_with(cohort, PrivacyConfig(epsilon=0.5, delta=1e-4, unit="record"))
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from dptrain.training.config import TrainConfig
 
 MODEL = MLPConfig(hidden=[16])
 PRIVACY = PrivacyConfig(mode="none")
-TRAIN = TrainConfig(epochs=2, batch_size=16)
+TRAIN = TrainConfig(epochs=2, batch_size=8)  # patients per batch: unit=auto is patient here
 AUDIT = AuditConfig(
     num_models=4, workers=1, null_repeats=2, rmia_num_population=50, attacks=["loss", "lira"]
 )

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
@@ -61,11 +63,31 @@ def test_typos_and_wrong_types_fail_at_composition_with_the_key_named(
     assert key in str(raised.value) + str(raised.value.__cause__)
 
 
-def test_table_config_requires_its_columns(compose_config):
-    from omegaconf.errors import MissingMandatoryValue
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], r"data\.path is required and has no value: point it at the data file"),
+        (["data.path=t.csv"], r"data\.id_column is required .*data\.id_column=null if every row"),
+        (["data.path=t.csv", "data.id_column=id"], r"data\.label_columns is required .*\[died\]"),
+    ],
+)
+def test_table_config_requires_its_columns_with_one_line_naming_the_key(
+    compose_config, overrides, message
+):
+    from dptrain.errors import ConfigError
 
-    with pytest.raises(MissingMandatoryValue, match="path"):
-        build_run_config(compose_config(["data=table"]))
+    with pytest.raises(ConfigError, match=message) as raised:
+        build_run_config(compose_config(["data=table", *overrides]))
+    assert "\n" not in str(raised.value)
+
+
+def test_a_quoted_home_directory_in_a_data_path_is_expanded(compose_config):
+    run_config, _ = build_run_config(
+        compose_config(
+            ["data=table", 'data.path="~/v.csv"', "data.id_column=id", "data.label_columns=[y]"]
+        )
+    )
+    assert run_config.data.path == str(Path.home() / "v.csv")
 
 
 @pytest.mark.parametrize(
@@ -95,3 +117,25 @@ def test_a_table_run_is_named_after_its_file(compose_config):
         )
     )
     assert run_config.data.name == "icu_visits"
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["data.subgroup_bins={age:[0,40,120]}", "+data.subgroup_bins={age:[0.0,40.0,120.0]}"],
+)
+def test_subgroup_bins_take_integer_edges_with_or_without_plus(compose_config, override):
+    run_config, _ = build_run_config(
+        compose_config(
+            [
+                "data=table",
+                "data.path=t.csv",
+                "data.id_column=id",
+                "data.label_columns=[y]",
+                "data.subgroup_columns=[age]",
+                override,
+                "data.value_names={age:{young:y}}",
+            ]
+        )
+    )
+    assert run_config.data.subgroup_bins == {"age": [0.0, 40.0, 120.0]}
+    assert run_config.data.value_names == {"age": {"young": "y"}}

@@ -82,12 +82,14 @@ def test_image_folder_patients_with_several_images_stay_whole(monkeypatch, capsy
         "data.size=16",
         "data.augment=[hflip]",
         "model=cnn",
-        *TINY_IMAGE_RECIPE,
+        *[o for o in TINY_IMAGE_RECIPE if not o.startswith("train.batch_size")],
+        "train.batch_size=4",  # expected patients per batch: privacy.unit=auto is patient here
     ]
     code, _, err = run_app(monkeypatch, capsys, run_dir, overrides)
     assert code == 0, err
     results = read_results(run_dir / "results.json")
     assert results["data"]["cohort"]["max_records_per_patient"] > 1
+    assert results["privacy"]["unit"] == "patient"
     assert {"sex", "view"} <= set(results["utility"]["subgroups"])
     leakage_rows = {row["attribute"] for row in results["audit"]["subgroups"]}
     assert {"all patients", "sex", "view (records)"} <= leakage_rows

@@ -37,7 +37,10 @@ def run_app(monkeypatch, capsys, run_dir: Path, overrides: list[str]) -> tuple[i
 def test_private_run_writes_a_complete_results_file(monkeypatch, capsys, tmp_path, visits_csv):
     run_dir = tmp_path / "run"
     code, out, _ = run_app(
-        monkeypatch, capsys, run_dir, [*table_overrides(visits_csv), *FAST, "privacy.epsilon=4"]
+        monkeypatch,
+        capsys,
+        run_dir,
+        [*table_overrides(visits_csv), *FAST, "privacy.epsilon=4", "privacy.unit=record"],
     )
     assert code == 0
     for line in ("dataset", "privacy      ε =", "σ =", "AUROC =", "budget", "leakage", "report"):
@@ -105,7 +108,7 @@ def _bad_table(tmp_path: Path, column: str, values: list) -> list[str]:
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("epsilon", "privacy.epsilon must be a finite number > 0, got -1.0"),
+        ("epsilon", "privacy.epsilon must be > 0 (inf: the non-private baseline), got -1.0"),
         ("delta_range", "privacy.delta must be in (0, 1), got 2.0"),
         ("delta_large", "privacy.delta=0.1 is not below 1/N"),
         ("missing_file", "data.path: file not found"),
@@ -196,3 +199,32 @@ def test_a_failing_rerun_removes_the_earlier_results(monkeypatch, capsys, tmp_pa
     overrides = [*table_overrides(visits_csv), *FAST, "audit=none", "data.label_columns=[nope]"]
     code, _, _ = run_app(monkeypatch, capsys, run_dir, overrides)
     assert code == 2 and not (run_dir / "results.json").exists()
+
+
+def test_opacus_log_of_zero_warnings_are_silenced_and_others_are_not(monkeypatch, capsys, tmp_path):
+    import warnings
+
+    import numpy as np
+    from opacus.accountants import PRVAccountant
+
+    from dptrain.errors import DataError
+
+    seen: list[str] = []
+
+    def accountant_at_q_1(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # under the filters main installed (first in line)
+            cli.silence_known_warnings()
+            accountant = PRVAccountant()
+            for _ in range(5):
+                accountant.step(noise_multiplier=0.5, sample_rate=1.0)  # a one-batch small table
+            assert np.isfinite(accountant.get_epsilon(delta=1e-5))
+            np.log(np.zeros(1))  # the same warning from elsewhere still shows
+        seen.extend(f"{w.filename}: {w.message}" for w in caught)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(cli, "run", accountant_at_q_1)
+    code, _, _ = run_app(monkeypatch, capsys, tmp_path / "run", ["tracker=none", "audit=none"])
+    assert code == 2
+    divide = [line for line in seen if "divide by zero encountered in log" in line]
+    assert len(divide) == 1 and "test_main.py" in divide[0]

@@ -315,7 +315,7 @@ def test_dp_fit_and_patient_level_audit_on_fake_ecgs(ptbxl_root, tmp_path):
         RunConfig(
             data=PTBXLDataConfig(root=str(ptbxl_root), resample_hz=50, bandpass_hz=[0.5, 20]),
             model=CNN1DConfig(width=8, depth=2, kernel_sizes=[5], groups=4),
-            privacy=PrivacyConfig(epsilon=8.0),
+            privacy=PrivacyConfig(epsilon=8.0, unit="record"),
             train=TrainConfig(epochs=2, batch_size=16),
             audit=AuditConfig(num_models=4, rmia_num_population=20, workers=1),
         ),

@@ -15,9 +15,13 @@ from dptrain.privacy.accounting import (
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epsilon": 0.0}, r"privacy.epsilon must be a finite number > 0, got 0.0"),
+        (
+            {"epsilon": 0.0},
+            r"privacy\.epsilon must be > 0 \(inf: the non-private baseline\), got 0\.0",
+        ),
         ({"epsilon": -1.0}, r"got -1.0"),
-        ({"epsilon": math.inf}, r"privacy=none"),
+        ({"epsilon": -math.inf}, r"got -inf"),
+        ({"epsilon": math.nan}, r"got nan"),
         ({"delta": 0.0}, r"privacy.delta must be in \(0, 1\), got 0.0"),
         ({"delta": 1.5}, r"got 1.5"),
         ({"max_grad_norm": 0.0}, r"privacy.max_grad_norm must be > 0"),
@@ -29,6 +33,12 @@ from dptrain.privacy.accounting import (
 def test_invalid_privacy_settings_fail_with_the_field_named(changes, message):
     with pytest.raises(ConfigError, match=message):
         PrivacyConfig(**changes)
+
+
+def test_infinite_epsilon_is_the_non_private_baseline():
+    baseline = PrivacyConfig(epsilon=math.inf, accountant="rdp")
+    assert baseline.mode == "none" and not baseline.private
+    assert baseline.accountant == "rdp" and baseline.unit == "auto"  # the rest of the recipe kept
 
 
 def test_default_delta_is_well_below_one_over_n():

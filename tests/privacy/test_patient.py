@@ -10,20 +10,39 @@ import torch.nn.functional as F
 from opacus.grad_sample import wrap_model
 
 from dptrain.errors import ConfigError
-from dptrain.models import CNNConfig, MLPConfig
-from dptrain.privacy.accounting import PrivacyConfig
+from dptrain.models import MODELS
+from dptrain.privacy.accounting import PATIENT_GRAD_SAMPLE_MODES, PrivacyConfig
 from dptrain.privacy.patient import PatientDPOptimizer
 from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.loop import RecordLoss
 from dptrain.training.patients import PatientLoss
+from tests.models.test_per_sample_gradients import CASES
 
 N_CLASSES = 3
 # Patients of 1, 2, 5 and 2 records, their records interleaved in the batch.
 RECORD_PATIENT = torch.tensor([2, 0, 1, 2, 3, 2, 1, 2, 3, 2])
-CASES = {
-    "mlp": (MLPConfig(hidden=[6], norm="layer"), (5,)),
-    "cnn": (CNNConfig(channels=[4, 8], groups=2), (1, 8, 8)),
-}
+# Every registered model (the per-sample-gradient test's small cases) in every mode it is verified
+# for that patient-level DP-SGD can use.
+PARAMS = [
+    pytest.param(case, mode, id=f"{case}-{mode}")
+    for case, (config, _) in CASES.items()
+    for mode in type(config).grad_sample_modes
+    if mode in PATIENT_GRAD_SAMPLE_MODES
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_registered_model_has_a_patient_level_case():
+    covered = {type(CASES[param.values[0]][0]) for param in PARAMS}
+    assert set(MODELS.values()) <= covered
 
 
 def make_batch(case: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -49,9 +68,7 @@ def patient_by_patient_gradients(
     return gradients
 
 
-@pytest.mark.parametrize(
-    ("case", "mode"), [("mlp", "hooks"), ("mlp", "functorch"), ("cnn", "hooks")]
-)
+@pytest.mark.parametrize(("case", "mode"), PARAMS)
 def test_per_patient_clipped_sum_matches_patient_by_patient_autograd(case, mode):
     model, inputs, labels = make_batch(case)
     reference = patient_by_patient_gradients(model, inputs, labels)
@@ -131,8 +148,9 @@ def test_default_unit_is_record_and_equal_counts_give_equal_plans():
 
 
 def test_bad_patient_level_input():
-    with pytest.raises(ConfigError, match="max_records_per_patient must be >= 0"):
-        PrivacyConfig(unit="patient", max_records_per_patient=-1)
+    for cap in (0, -1):
+        with pytest.raises(ConfigError, match=r"max_records_per_patient must be >= 1 record"):
+            PrivacyConfig(unit="patient", max_records_per_patient=cap)
     with pytest.raises(ConfigError, match=r"train\.batch_size=11"):
         PrivacyPlan.for_training_set(
             PrivacyConfig(unit="patient"), n_units=10, batch_size=11, epochs=1

@@ -29,7 +29,8 @@ def test_plan_is_opacus_calibration_for_its_loader():
     assert plan.noise_multiplier == pytest.approx(expected)
     spend = plan.spend()
     assert 2.9 < spend.epsilon <= 3.0 and spend.n_units == 1000
-    assert len(plan.epsilon_curve) == 4 and plan.epsilon_curve[-1] == spend.epsilon_rdp
+    assert len(plan.epsilon_curve) == 4 and plan.epsilon_curve[-1] == spend.epsilon
+    assert plan.epsilon_rdp_curve[-1] == spend.epsilon_rdp
     assert plan.accountant_history() == [(plan.noise_multiplier, plan.sample_rate, plan.steps)]
 
 
@@ -38,9 +39,9 @@ def test_non_private_plan_and_bad_plans():
         PrivacyConfig(mode="none"), n_units=10, batch_size=4, epochs=1
     )
     assert plan.noise_multiplier == 0 and math.isinf(plan.spend().epsilon)
-    with pytest.raises(ConfigError, match="privacy unit"):
-        PrivacyPlan.for_training_set(PrivacyConfig(), n_units=10, batch_size=4, epochs=1, unit="x")
-    with pytest.raises(ConfigError, match="empty"):
+    with pytest.raises(ConfigError, match=r"privacy\.unit must be one of"):
+        PrivacyConfig(unit="x")
+    with pytest.raises(ConfigError, match=r"empty"):
         PrivacyPlan.for_training_set(PrivacyConfig(), n_units=0, batch_size=4, epochs=1)
 
 
@@ -88,9 +89,9 @@ def test_record_fingerprint_ignores_the_patient_only_fields():
         name="toy", features=np.zeros((3, 1)), labels=[0, 1, 1], patient_ids=["a", "a", "b"]
     )
 
-    def fingerprint(**privacy) -> str:
+    def fingerprint(unit: str = "record", **privacy) -> str:
         return recipe_fingerprint(
-            Recipe(MLPConfig(), PrivacyConfig(**privacy), TrainConfig()), cohort
+            Recipe(MLPConfig(), PrivacyConfig(unit=unit, **privacy), TrainConfig()), cohort
         )
 
     record = fingerprint()

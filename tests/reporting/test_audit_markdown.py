@@ -13,11 +13,11 @@ from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.audit_markdown import (
     attacks_section,
     audit_console_lines,
-    audit_headline_metrics,
     headline_section,
     subgroup_section,
 )
 from dptrain.reporting.patients import patient_risk_frame
+from dptrain.reporting.summary import audit_headline_metrics
 
 N_PATIENTS, LEAKY = 300, 30  # the first 30 patients leak (true AUC 0.98)
 
@@ -71,7 +71,7 @@ def audit_of(num_models: int, *, private: bool = False, **options):
         audit=config,
         seed=0,
     )
-    return SimpleNamespace(audit=result, privacy=spend(private))
+    return SimpleNamespace(audit=result, privacy=spend(private), dp_audits=())
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def test_dp_training_spends_at_most_the_target_epsilon(cohort):
     model = fit(
         cohort=cohort,
         model_factory=MLPConfig(hidden=[16]),
-        privacy=PrivacyConfig(epsilon=2.0),
+        privacy=PrivacyConfig(epsilon=2.0, unit="record"),
         train=FAST,
         seed=0,
     )
@@ -92,7 +92,7 @@ def test_ghost_clipping_and_hooks_compute_the_same_private_step(cohort):
         fit(
             cohort=cohort,
             model_factory=MLPConfig(hidden=[8]),
-            privacy=PrivacyConfig(grad_sample_mode=mode),
+            privacy=PrivacyConfig(grad_sample_mode=mode, unit="record"),
             train=FAST,
             seed=1,
         ).predict_logits(cohort.features)
@@ -128,7 +128,7 @@ def test_tiny_cohort_with_empty_poisson_batches_still_trains(cohort):
     model = fit(
         cohort=tiny,
         model_factory=MLPConfig(hidden=[4]),
-        privacy=PrivacyConfig(delta=1e-3),
+        privacy=PrivacyConfig(delta=1e-3, unit="record"),
         train=TrainConfig(epochs=5, batch_size=1),
         seed=0,
     )

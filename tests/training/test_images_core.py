@@ -123,7 +123,7 @@ def test_a_dp_image_model_learns_the_planted_square():
     model = fit(
         cohort=cohort,
         model_factory=MLPConfig(hidden=[16]),
-        privacy=PrivacyConfig(epsilon=8.0),
+        privacy=PrivacyConfig(epsilon=8.0, unit="record"),
         train=TrainConfig(epochs=5, batch_size=32, lr=0.02),
         seed=0,
     )
@@ -183,7 +183,7 @@ def test_multiplicity_trains_with_hooks_and_is_refused_with_ghost_or_without_aug
         fit(
             cohort=cohort,
             model_factory=MLPConfig(hidden=[8]),
-            privacy=PrivacyConfig(epsilon=4.0, grad_sample_mode="ghost"),
+            privacy=PrivacyConfig(epsilon=4.0, grad_sample_mode="ghost", unit="record"),
             train=train,
             seed=0,
         )

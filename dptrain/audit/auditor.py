@@ -1,0 +1,616 @@
+"""One auditor over (in, out) scores: AUROC, TPR at FPR and three empirical ε lower bounds.
+
+Modelled on jax_privacy's ``CanaryScoreAuditor``: any audit that ends in one score per trial
+(a canary, a (model, patient) pair, a gradient canary) hands the scores of members ("in", the
+positive class) and non-members ("out") to `ScoreAuditor` and reads every metric from it, so the
+leave-many-out, canary and white-box audits compute each number the same way.
+
+The three bounds answer different questions:
+
+- `ScoreAuditor.epsilon_clopper_pearson`: trials are independent (many runs, or canaries whose
+  scores are independent given their inclusion); one-sided Clopper–Pearson bounds on TPR and FPR
+  refute (ε, δ)-DP (Jagielski et al. 2020; Nasr et al. 2021). `dptrain.audit.epsilon` holds the
+  arithmetic.
+- `ScoreAuditor.epsilon_one_run`: m canaries included independently with probability ½ in one
+  training run; guesses on the highest and lowest scores, abstaining on the rest (Steinke, Nasr &
+  Jagielski 2023, "Privacy Auditing with One (1) Training Run", Theorem 5.2 / Algorithm 1 there).
+  Valid without independence between the canaries' scores.
+- `ScoreAuditor.epsilon_gaussian_dp`: the largest μ whose Gaussian trade-off curve the
+  Clopper–Pearson corners refute, converted to ε at δ (Dong et al. 2019, Cor. 2.13; the analysis of
+  Nasr et al. 2023). A valid ε lower bound only under the assumption that the mechanism's trade-off
+  curve is Gaussian (true for DP-SGD in the many-step limit); reported beside the others, never as
+  the headline.
+
+How the threshold (or the number of guesses) is chosen is paid for by a typed strategy:
+`FixedThreshold` (chosen before the scores were seen), `BestThresholdBonferroni` (best of a grid,
+significance divided over the grid) or `SplitSample` (chosen on a random half, evaluated on the
+other).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import binom, norm
+
+from dptrain.audit.epsilon import (
+    EpsilonLowerBound,
+    candidate_thresholds,
+    clopper_pearson_upper,
+    counts_at_thresholds,
+    epsilon_at_threshold,
+    epsilon_lower_bound,
+)
+from dptrain.audit.metrics import attack_metrics, check_confidence, is_positive_int
+from dptrain.errors import ConfigError
+
+MAX_EPSILON_SEARCH = 100.0
+
+
+@dataclass(frozen=True)
+class FixedThreshold:
+    """Use one threshold (or number of guesses) fixed before the scores were seen: no correction.
+
+    Attributes:
+        threshold: Member if score ≥ threshold (Clopper–Pearson and Gaussian-DP bounds).
+        num_guesses: For the one-run bound: guess "in" for this many highest scores.
+    """
+
+    threshold: float = 0.0
+    num_guesses: int = 0
+
+
+@dataclass(frozen=True)
+class BestThresholdBonferroni:
+    """Search up to ``max_candidates`` thresholds and split the significance over all of them.
+
+    Attributes:
+        max_candidates: Candidate thresholds (quantiles geometric in both tails, see
+            `dptrain.audit.epsilon.candidate_thresholds`) or guess counts searched.
+    """
+
+    max_candidates: int = 64
+
+    def __post_init__(self) -> None:
+        if not is_positive_int(self.max_candidates):
+            raise ConfigError(
+                f"max_candidates must be a positive integer, got {self.max_candidates}"
+            )
+
+
+@dataclass(frozen=True)
+class SplitSample:
+    """Choose the threshold on a random half of each class, evaluate it on the other half.
+
+    Attributes:
+        seed: Seed of the split.
+    """
+
+    seed: int = 0
+
+
+ThresholdStrategy = FixedThreshold | BestThresholdBonferroni | SplitSample
+
+
+@dataclass(frozen=True)
+class GaussianDPBound:
+    """A lower bound on the μ of μ-GDP, and the ε at δ it implies (under the GDP assumption).
+
+    Attributes:
+        mu: The largest μ refuted: no μ'-GDP mechanism with μ' < mu gives these counts (at the
+            confidence).
+        epsilon: ε at ``delta`` of mu-GDP (0 when mu is 0).
+        delta: The δ of the conversion.
+        fpr_upper: Clopper–Pearson upper bound on the FPR at the best threshold.
+        fnr_upper: Clopper–Pearson upper bound on the FNR at the best threshold.
+        threshold: The best threshold.
+        confidence: Confidence level.
+        strategy: How the threshold was chosen.
+    """
+
+    mu: float
+    epsilon: float
+    delta: float
+    fpr_upper: float
+    fnr_upper: float
+    threshold: float
+    confidence: float
+    strategy: ThresholdStrategy
+
+
+@dataclass(frozen=True)
+class OneRunBound:
+    """Steinke et al. (2023) one-run bound: guesses on the extreme scores, abstentions between.
+
+    Attributes:
+        epsilon: Largest ε such that P[≥ num_correct correct | (ε, δ)-DP] ≤ 1 − confidence (after
+            the strategy's correction); 0 when nothing is refuted.
+        num_canaries: m, canaries scored (each included independently with probability ½).
+        num_guesses: r, canaries guessed (the top ``num_guesses_in`` "in", the bottom
+            ``num_guesses_out`` "out"); m − r abstain.
+        num_guesses_in: Highest-scoring canaries guessed "in".
+        num_guesses_out: Lowest-scoring canaries guessed "out".
+        num_correct: v, correct guesses.
+        ceiling: The bound r correct guesses out of r would give (the most this audit can show).
+        delta: δ of the refuted claim.
+        confidence: Confidence level.
+        num_candidates: Guess counts searched (the Bonferroni factor; 1 for a fixed choice).
+    """
+
+    epsilon: float
+    num_canaries: int
+    num_guesses: int
+    num_guesses_in: int
+    num_guesses_out: int
+    num_correct: int
+    ceiling: float
+    delta: float
+    confidence: float
+    num_candidates: int
+
+    @property
+    def num_abstentions(self) -> int:
+        """Canaries the auditor declined to guess (m − r)."""
+        return self.num_canaries - self.num_guesses
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """Every number of one audit's scores, computed once.
+
+    Attributes:
+        auroc: ROC AUC (ties count one half).
+        fpr_targets: FPRs at which the TPR is reported.
+        tpr_at_fpr: TPR at each target, interpolated over tied scores.
+        clopper_pearson: The (ε, δ) bound for independent trials.
+        one_run: The Steinke et al. one-run bound.
+        gaussian_dp: The μ-GDP bound and its ε.
+        num_in: Member scores.
+        num_out: Non-member scores.
+    """
+
+    auroc: float
+    fpr_targets: np.ndarray  # (n_targets,) float64
+    tpr_at_fpr: np.ndarray  # (n_targets,) float64
+    clopper_pearson: EpsilonLowerBound
+    one_run: OneRunBound
+    gaussian_dp: GaussianDPBound
+    num_in: int
+    num_out: int
+
+
+@dataclass(frozen=True)
+class ScoreAuditor:
+    """Metrics and ε lower bounds from the scores of members (in) and non-members (out).
+
+    Higher scores must mean "more likely a member"; negate a loss before handing it over.
+
+    Attributes:
+        in_scores: ``(n_in,)`` float64 scores of members (the positive class).
+        out_scores: ``(n_out,)`` float64 scores of non-members.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> auditor = ScoreAuditor(rng.normal(2.0, 1.0, 2000), rng.normal(0.0, 1.0, 2000))
+        >>> round(auditor.auroc(), 2)  # Φ(2 / √2)
+        0.92
+        >>> 0 < auditor.epsilon_clopper_pearson(delta=1e-5).epsilon < 4.4  # true ε of 2-GDP ≈ 4.4
+        True
+    """
+
+    in_scores: np.ndarray = field(repr=False)
+    out_scores: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("in_scores", "out_scores"):
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            if values.ndim != 1 or values.size == 0:
+                raise ConfigError(
+                    f"{name} must be a non-empty (n,) array, got shape {values.shape}"
+                )
+            if not np.all(np.isfinite(values)):
+                raise ConfigError(f"{name} must be finite, got {np.sum(~np.isfinite(values))} not")
+            object.__setattr__(self, name, values)
+
+    @classmethod
+    def from_membership(cls, scores: np.ndarray, is_member: np.ndarray) -> ScoreAuditor:
+        """The auditor of flat ``(n,)`` scores and their ``(n,)`` bool membership."""
+        values, members = np.asarray(scores, dtype=np.float64), np.asarray(is_member)
+        if members.dtype != np.bool_ or members.shape != values.shape:
+            raise ConfigError(
+                f"is_member must be bool of the scores' shape {values.shape}, got "
+                f"{members.dtype} {members.shape}"
+            )
+        return cls(values[members], values[~members])
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(n_in + n_out,)`` the pooled scores, members first."""
+        return np.concatenate((self.in_scores, self.out_scores))
+
+    @property
+    def is_member(self) -> np.ndarray:
+        """``(n_in + n_out,)`` bool membership of `scores`."""
+        return np.repeat([True, False], [self.in_scores.size, self.out_scores.size])
+
+    def auroc(self) -> float:
+        """Area under the ROC curve (ties count one half)."""
+        return attack_metrics(self.scores, self.is_member).auc
+
+    def tpr_at_fpr(self, fpr_targets: tuple[float, ...] = (0.001, 0.01)) -> np.ndarray:
+        """``(n_targets,)`` TPR at each FPR in (0, 1), interpolated over tied scores."""
+        return attack_metrics(self.scores, self.is_member, fpr_targets=fpr_targets).tpr_at_fpr
+
+    def epsilon_clopper_pearson(
+        self,
+        *,
+        delta: float,
+        confidence: float = 0.95,
+        strategy: ThresholdStrategy = BestThresholdBonferroni(),
+    ) -> EpsilonLowerBound:
+        """(ε, δ) lower bound for independent trials from Clopper–Pearson TPR and FPR bounds.
+
+        Args:
+            delta: δ of the claim being tested, in [0, 1).
+            confidence: Probability that the bound holds.
+            strategy: How the threshold is chosen and paid for.
+
+        Returns:
+            The bound (see `dptrain.audit.epsilon.epsilon_lower_bound`).
+
+        Raises:
+            ConfigError: For an unknown strategy or an option out of range.
+        """
+        scores, members = self.scores, self.is_member
+        if isinstance(strategy, FixedThreshold):
+            return epsilon_at_threshold(
+                scores, members, threshold=strategy.threshold, delta=delta, confidence=confidence
+            )
+        if isinstance(strategy, BestThresholdBonferroni):
+            return epsilon_lower_bound(
+                scores,
+                members,
+                delta=delta,
+                confidence=confidence,
+                max_thresholds=strategy.max_candidates,
+            )
+        if isinstance(strategy, SplitSample):
+            return epsilon_lower_bound(
+                scores,
+                members,
+                delta=delta,
+                confidence=confidence,
+                correction="split",
+                rng=np.random.default_rng(strategy.seed),
+            )
+        raise ConfigError(f"unknown threshold strategy {strategy!r}")
+
+    def epsilon_gaussian_dp(
+        self,
+        *,
+        delta: float,
+        confidence: float = 0.95,
+        strategy: ThresholdStrategy = BestThresholdBonferroni(),
+    ) -> GaussianDPBound:
+        """Lower bound on μ (μ-GDP) from Clopper–Pearson FPR/FNR bounds, and its ε at δ.
+
+        μ-GDP forces FNR ≥ Φ(Φ⁻¹(1 − FPR) − μ) for every test, so upper bounds on FPR and FNR
+        at a threshold refute every μ' < Φ⁻¹(1 − FPR_ub) − Φ⁻¹(FNR_ub) (Dong et al. 2019, Eq. 6).
+
+        Args:
+            delta: δ at which μ is converted to ε, in (0, 1).
+            confidence: Probability that the μ bound holds.
+            strategy: How the threshold is chosen and paid for.
+
+        Returns:
+            The μ bound and ε(μ, δ).
+
+        Raises:
+            ConfigError: For an unknown strategy or an option out of range.
+        """
+        check_confidence(confidence)
+        if not 0 < delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {delta}")
+        alpha = 1 - confidence
+        if isinstance(strategy, FixedThreshold):
+            thresholds = np.array([float(strategy.threshold)])
+            mu, fpr_ub, fnr_ub = self._gdp_mu(thresholds, alpha / 2)
+        elif isinstance(strategy, BestThresholdBonferroni):
+            thresholds = candidate_thresholds(self.scores, self.is_member, strategy.max_candidates)
+            mu, fpr_ub, fnr_ub = self._gdp_mu(thresholds, alpha / (2 * thresholds.size))
+        elif isinstance(strategy, SplitSample):
+            selection, held_out = self._split(strategy.seed)
+            thresholds = candidate_thresholds(
+                selection.scores, selection.is_member, BestThresholdBonferroni().max_candidates
+            )
+            chosen, _, _ = selection._gdp_mu(thresholds, alpha / 2)
+            thresholds = thresholds[[int(np.argmax(chosen))]]
+            mu, fpr_ub, fnr_ub = held_out._gdp_mu(thresholds, alpha / 2)
+        else:
+            raise ConfigError(f"unknown threshold strategy {strategy!r}")
+        best = int(np.argmax(mu))
+        best_mu = float(max(mu[best], 0.0))
+        return GaussianDPBound(
+            mu=best_mu,
+            epsilon=gdp_epsilon(best_mu, delta),
+            delta=delta,
+            fpr_upper=float(fpr_ub[best]),
+            fnr_upper=float(fnr_ub[best]),
+            threshold=float(thresholds[best]),
+            confidence=confidence,
+            strategy=strategy,
+        )
+
+    def epsilon_one_run(
+        self,
+        *,
+        delta: float,
+        confidence: float = 0.95,
+        strategy: ThresholdStrategy = BestThresholdBonferroni(max_candidates=16),
+    ) -> OneRunBound:
+        """Steinke et al. (2023) one-run ε lower bound from guesses on the extreme scores.
+
+        The m canaries must have been included independently with probability ½ each. Guessing
+        "in" for the k highest and "out" for the k lowest scores (here symmetric, k₊ = k₋ = k;
+        or k₊ = r, k₋ = 0 for a `FixedThreshold`), r = k₊ + k₋ guesses with v correct refute
+        (ε, δ)-DP when P[v correct | (ε, δ)-DP] ≤ 1 − confidence (`one_run_p_value`).
+
+        Args:
+            delta: δ of the claim being tested, in [0, 1).
+            confidence: Probability that the bound holds.
+            strategy: `FixedThreshold` (its ``num_guesses`` highest scores guessed in),
+                `BestThresholdBonferroni` (best of up to ``max_candidates`` k, geometric from 1
+                to m/2, significance divided over them) or `SplitSample` (k chosen on half of
+                the canaries, evaluated on the other half).
+
+        Returns:
+            The bound with its guess counts.
+
+        Raises:
+            ConfigError: For an unknown strategy or an option out of range.
+        """
+        check_confidence(confidence)
+        if not 0 <= delta < 1:
+            raise ConfigError(f"delta must be in [0, 1), got {delta}")
+        alpha = 1 - confidence
+        if isinstance(strategy, FixedThreshold):
+            if not 1 <= strategy.num_guesses <= self.scores.size:
+                raise ConfigError(
+                    f"num_guesses must be in [1, {self.scores.size}], got {strategy.num_guesses}"
+                )
+            return self._one_run_at([(strategy.num_guesses, 0)], delta=delta, alpha=alpha)
+        if isinstance(strategy, BestThresholdBonferroni):
+            return self._one_run_at(
+                _guess_grid(self.scores.size, strategy.max_candidates), delta=delta, alpha=alpha
+            )
+        if isinstance(strategy, SplitSample):
+            selection, held_out = self._split(strategy.seed)
+            grid = _guess_grid(selection.scores.size, BestThresholdBonferroni().max_candidates)
+            chosen = selection._one_run_at(grid, delta=delta, alpha=alpha, correct=False)
+            fraction = held_out.scores.size / selection.scores.size
+            k = max(1, round(chosen.num_guesses_in * fraction))
+            return held_out._one_run_at([(k, k)], delta=delta, alpha=alpha)
+        raise ConfigError(f"unknown threshold strategy {strategy!r}")
+
+    def summary(
+        self,
+        *,
+        delta: float,
+        confidence: float = 0.95,
+        fpr_targets: tuple[float, ...] = (0.001, 0.01),
+    ) -> AuditSummary:
+        """AUROC, TPR at the targets and the three bounds with their default strategies."""
+        metrics = attack_metrics(self.scores, self.is_member, fpr_targets=fpr_targets)
+        return AuditSummary(
+            auroc=metrics.auc,
+            fpr_targets=metrics.fpr_targets,
+            tpr_at_fpr=metrics.tpr_at_fpr,
+            clopper_pearson=self.epsilon_clopper_pearson(delta=delta, confidence=confidence),
+            one_run=self.epsilon_one_run(delta=delta, confidence=confidence),
+            gaussian_dp=self.epsilon_gaussian_dp(delta=max(delta, 1e-12), confidence=confidence),
+            num_in=self.in_scores.size,
+            num_out=self.out_scores.size,
+        )
+
+    def _gdp_mu(
+        self, thresholds: np.ndarray, significance: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """μ refuted at each threshold (either direction), with the FPR and FNR upper bounds."""
+        tp, fp = counts_at_thresholds(self.scores, self.is_member, thresholds)
+        n_in, n_out = self.in_scores.size, self.out_scores.size
+        fpr_ub = clopper_pearson_upper(fp, n_out, confidence=1 - significance)
+        fnr_ub = clopper_pearson_upper(n_in - tp, n_in, confidence=1 - significance)
+        # Reversed test (member if score < threshold): the bound holds with D and D' swapped.
+        tnr_ub = clopper_pearson_upper(n_out - fp, n_out, confidence=1 - significance)
+        tpr_ub = clopper_pearson_upper(tp, n_in, confidence=1 - significance)
+        forward = norm.isf(fpr_ub) - norm.ppf(fnr_ub)
+        reverse = norm.isf(tpr_ub) - norm.ppf(tnr_ub)
+        return np.maximum(forward, reverse), fpr_ub, fnr_ub
+
+    def _one_run_at(
+        self,
+        guesses: list[tuple[int, int]],
+        *,
+        delta: float,
+        alpha: float,
+        correct: bool = True,
+    ) -> OneRunBound:
+        """The best one-run bound over (k₊, k₋) guess counts, Bonferroni-corrected if asked."""
+        order = np.argsort(self.scores, kind="stable")
+        members = self.is_member[order]  # ascending score
+        m = members.size
+        significance = alpha / len(guesses) if correct else alpha
+        best: OneRunBound | None = None
+        for k_in, k_out in guesses:
+            v = int(members[m - k_in :].sum() + (~members[:k_out]).sum())  # top in, bottom out
+            r = k_in + k_out
+            bound = OneRunBound(
+                epsilon=one_run_epsilon(
+                    num_canaries=m, num_guesses=r, num_correct=v, delta=delta, alpha=significance
+                ),
+                num_canaries=m,
+                num_guesses=r,
+                num_guesses_in=k_in,
+                num_guesses_out=k_out,
+                num_correct=v,
+                ceiling=one_run_epsilon(
+                    num_canaries=m, num_guesses=r, num_correct=r, delta=delta, alpha=significance
+                ),
+                delta=delta,
+                confidence=1 - alpha,
+                num_candidates=len(guesses) if correct else 1,
+            )
+            if best is None or bound.epsilon > best.epsilon:
+                best = bound
+        assert best is not None
+        return best
+
+    def _split(self, seed: int) -> tuple[ScoreAuditor, ScoreAuditor]:
+        """Two auditors over random halves of each class (selection, evaluation)."""
+        rng = np.random.default_rng(seed)
+        halves: list[list[np.ndarray]] = [[], []]
+        for values in (self.in_scores, self.out_scores):
+            if values.size < 2:
+                raise ConfigError(f"a split needs >= 2 scores per class, got {values.size}")
+            shuffled = rng.permutation(values)
+            halves[0].append(shuffled[: values.size // 2])
+            halves[1].append(shuffled[values.size // 2 :])
+        return ScoreAuditor(*halves[0]), ScoreAuditor(*halves[1])
+
+
+def one_run_p_value(
+    *, num_canaries: int, num_guesses: int, num_correct: int, epsilon: float, delta: float
+) -> float:
+    """P[≥ v of r guesses correct] for an (ε, δ)-DP mechanism (Steinke et al. 2023, Thm 5.2).
+
+    Under ε-DP the number of correct guesses is dominated by Binomial(r, e^ε / (1 + e^ε)); δ adds
+    2mδ · max_i P[v − i ≤ Binomial < v] / i (their Algorithm 2, as in jax_privacy).
+
+    Args:
+        num_canaries: m.
+        num_guesses: r ≤ m.
+        num_correct: v ≤ r.
+        epsilon: ε ≥ 0 of the claim.
+        delta: δ of the claim.
+
+    Returns:
+        The p-value, in [0, 1].
+
+    Example:
+        >>> round(one_run_p_value(num_canaries=10, num_guesses=10, num_correct=10, epsilon=0.0,
+        ...     delta=0.0), 6)  # ten fair coins all right
+        0.000977
+    """
+    if not 0 <= num_correct <= num_guesses <= num_canaries:
+        raise ConfigError(
+            f"need 0 <= correct <= guesses <= canaries, got {num_correct}, {num_guesses}, "
+            f"{num_canaries}"
+        )
+    if num_correct == 0:
+        return 1.0
+    q = 1 / (1 + math.exp(-epsilon))
+    tail = float(binom.sf(num_correct - 1, num_guesses, q))
+    if delta == 0:
+        return tail
+    i = np.arange(1, num_correct + 1)
+    between = binom.sf(num_correct - i - 1, num_guesses, q) - tail  # P[v − i ≤ X < v]
+    spread = float(np.max(between / i))
+    return min(tail + spread * delta * 2 * num_canaries, 1.0)
+
+
+def one_run_epsilon(
+    *, num_canaries: int, num_guesses: int, num_correct: int, delta: float, alpha: float
+) -> float:
+    """The largest ε whose (ε, δ)-DP claim the guesses refute at significance ``alpha``.
+
+    Args:
+        num_canaries: m.
+        num_guesses: r.
+        num_correct: v.
+        delta: δ of the claim.
+        alpha: Significance (1 − confidence).
+
+    Returns:
+        ε ≥ 0 (0 when even ε = 0 is not refuted).
+
+    Example:
+        >>> # r = v = 100, δ = 0: the bound solves q^100 = 0.05 for q = e^ε / (1 + e^ε)
+        >>> round(one_run_epsilon(num_canaries=1000, num_guesses=100, num_correct=100, delta=0.0,
+        ...     alpha=0.05), 3)
+        3.493
+    """
+
+    def p_value(epsilon: float) -> float:
+        return one_run_p_value(
+            num_canaries=num_canaries,
+            num_guesses=num_guesses,
+            num_correct=num_correct,
+            epsilon=epsilon,
+            delta=delta,
+        )
+
+    if num_guesses == 0 or p_value(0.0) > alpha:
+        return 0.0
+    high = 1.0
+    while p_value(high) <= alpha:
+        if high >= MAX_EPSILON_SEARCH:
+            return MAX_EPSILON_SEARCH
+        high *= 2
+    return float(brentq(lambda eps: alpha - p_value(eps), 0.0, high, xtol=1e-6))
+
+
+def gdp_epsilon(mu: float, delta: float) -> float:
+    """ε at δ of μ-GDP (Dong et al. 2019, Cor. 2.13): the ε of N(μ, 1) vs N(0, 1).
+
+    Args:
+        mu: μ ≥ 0.
+        delta: δ in (0, 1).
+
+    Returns:
+        The smallest ε with δ(ε) ≤ delta (0 when mu-GDP already gives δ(0) ≤ delta).
+
+    Example:
+        >>> round(gdp_epsilon(1.0, 1e-5), 3)
+        4.377
+    """
+    if mu <= 0:
+        return 0.0
+
+    def log_delta_gap(eps: float) -> float:
+        upper = norm.logcdf(-eps / mu + mu / 2)
+        lower = eps + norm.logcdf(-eps / mu - mu / 2)
+        return upper + math.log1p(-math.exp(min(lower - upper, 0.0))) - math.log(delta)
+
+    if log_delta_gap(0.0) <= 0:
+        return 0.0
+    high = 1.0
+    while log_delta_gap(high) > 0:
+        high *= 2
+        if high > 1e6:
+            return math.inf
+    return float(brentq(log_delta_gap, 0.0, high, xtol=1e-9))
+
+
+def gdp_mu(epsilon: float, delta: float) -> float:
+    """The μ whose μ-GDP has ε at δ equal to ``epsilon`` (inverse of `gdp_epsilon`).
+
+    Example:
+        >>> round(gdp_mu(gdp_epsilon(1.5, 1e-5), 1e-5), 6)
+        1.5
+    """
+    if epsilon <= 0:
+        return 0.0
+    high = 1.0
+    while gdp_epsilon(high, delta) < epsilon:
+        high *= 2
+    return float(brentq(lambda mu: gdp_epsilon(mu, delta) - epsilon, 1e-9, high, xtol=1e-10))
+
+
+def _guess_grid(m: int, max_candidates: int) -> list[tuple[int, int]]:
+    """Symmetric guess counts (k, k), k geometric from 1 to m/2, at most ``max_candidates``."""
+    top = max(m // 2, 1)
+    ks = np.unique(np.round(np.geomspace(1, top, max_candidates)).astype(np.int64))
+    return [(int(k), int(k)) for k in ks]
