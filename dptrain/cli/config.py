@@ -23,6 +23,7 @@ from dptrain.data import builtin_path
 from dptrain.data.image_folder import ImageFolderDataConfig
 from dptrain.data.locate import shared_data_path
 from dptrain.data.medmnist import MedMNISTDataConfig
+from dptrain.data.mimic import MIMICDemoDataConfig
 from dptrain.data.mitbih import MITBIHDataConfig
 from dptrain.data.ptbxl import PTBXLDataConfig
 from dptrain.data.splits import SplitConfig
@@ -62,6 +63,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "image_folder": ImageFolderDataConfig,
         "ptbxl": PTBXLDataConfig,
         "mitbih": MITBIHDataConfig,
+        "mimic_iv_demo": MIMICDemoDataConfig,
     },
     "model": dict(MODELS),
     "privacy": {"privacy": PrivacyConfig},

@@ -488,4 +488,6 @@ def _sortable(value: Any) -> tuple[int, Any]:
 
 def _natural_key(path: Path) -> list[Any]:
     """Sorts ``2-run`` before ``10-run`` (Hydra numbers multirun jobs without padding)."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", str(path))]
+    return [
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", str(path))
+    ]

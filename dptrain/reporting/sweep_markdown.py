@@ -209,7 +209,9 @@ def sweep_document(
         threshold = subgroup_share_suffix(sweep).removeprefix("/share_above_")
         blocks += [
             Heading("Leakage by subgroup"),
-            Paragraph(f"Share of each subgroup's patients whose membership AUC is above {threshold}."),
+            Paragraph(
+                f"Share of each subgroup's patients whose membership AUC is above {threshold}."
+            ),
             subgroups,
         ]
     blocks += [
@@ -254,14 +256,14 @@ def _markdown_table(table: Table) -> str:
     def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    return "\n".join(
-        [line(table.header), "|" + "---|" * len(table.header), *map(line, table.rows)]
-    )
+    return "\n".join([line(table.header), "|" + "---|" * len(table.header), *map(line, table.rows)])
 
 
 def _columns(sweep: Sweep, columns: tuple) -> tuple:
     """The columns some run has a number for (no audit columns for runs without an audit)."""
-    return tuple(column for column in columns if any(column[0] in run.summary for run in sweep.runs))
+    return tuple(
+        column for column in columns if any(column[0] in run.summary for run in sweep.runs)
+    )
 
 
 def _number(value: float | None, decimals: int) -> str:
@@ -279,4 +281,3 @@ def _location(run_dir: Path, relative_to: Path | None) -> str:
         return os.path.relpath(Path(run_dir).resolve(), Path(relative_to).resolve())
     except ValueError:  # another drive (Windows)
         return str(run_dir)
-

@@ -89,8 +89,17 @@ def plot_utility(sweep: Sweep, *, x_key: str = EPSILON, metric: str = UTILITY_KE
     """Utility vs ε (or another swept axis), one line per combination of the other axes."""
     figure, axes = plt.subplots(figsize=(6, 4.2))
     placement = _Placement(sweep, x_key)
-    for index, (label, groups) in enumerate(_series(sweep, x_key)):
-        _draw(axes, placement, groups, metric, color=f"C{index}", label=label or None)
+    series = _series(sweep, x_key)
+    for index, (label, groups) in enumerate(series):
+        _draw(
+            axes,
+            placement,
+            groups,
+            metric,
+            color=f"C{index}",
+            label=label or None,
+            dodge=_dodge(index, len(series)),
+        )
     placement.apply(axes)
     axes.set(ylabel="test AUROC", title="Privacy–utility")
     _legend(axes)
@@ -101,7 +110,8 @@ def plot_leakage(sweep: Sweep, *, x_key: str = EPSILON) -> plt.Figure:
     """Measured leakage, the DP-implied maximum and the noise floor vs ε or another axis."""
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
     placement = _Placement(sweep, x_key)
-    for index, (series_label, groups) in enumerate(_series(sweep, x_key)):
+    series = _series(sweep, x_key)
+    for index, (series_label, groups) in enumerate(series):
         for key, label, style, marker in LEAKAGE_LINES:
             _draw(
                 axes,
@@ -112,6 +122,7 @@ def plot_leakage(sweep: Sweep, *, x_key: str = EPSILON) -> plt.Figure:
                 label=f"{label}{f' ({series_label})' if series_label else ''}",
                 linestyle=style,
                 marker=marker,
+                dodge=_dodge(index, len(series)),
             )
     placement.apply(axes)
     axes.axhline(0.5, color="grey", linewidth=0.8)
@@ -166,7 +177,7 @@ def plot_subgroup_disparity(sweep: Sweep, *, x_key: str = EPSILON) -> plt.Figure
                 color=f"C{index}",
                 label=f"{name}{f' ({series_label})' if series_label else ''}",
                 linestyle=styles[series_index % len(styles)],
-                dodge=0.08 * (index - (len(keys) - 1) / 2),
+                dodge=_dodge(index, len(keys)),
             )
     placement.apply(axes)
     threshold = suffix.removeprefix("/share_above_")
@@ -260,7 +271,11 @@ def _draw(
     """
     points = sorted(
         (
-            (placement.shift(placement.x(group), dodge), group.metric(key), placement.separate(group))
+            (
+                placement.shift(placement.x(group), dodge),
+                group.metric(key),
+                placement.separate(group),
+            )
             for group in groups
         ),
         key=lambda point: point[0],
@@ -308,7 +323,9 @@ def _series(sweep: Sweep, x_key: str) -> list[tuple[str, list[SweepGroup]]]:
 
 
 def _group_label(group: SweepGroup, sweep: Sweep) -> str:
-    return ", ".join(f"{axis.key}={format_value(group.axis_values[axis.key])}" for axis in sweep.axes)
+    return ", ".join(
+        f"{axis.key}={format_value(group.axis_values[axis.key])}" for axis in sweep.axes
+    )
 
 
 def _axis_title(key: str) -> str:
@@ -319,6 +336,12 @@ def _file_part(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in key)
 
 
+def _dodge(index: int, count: int) -> float:
+    """Sideways shift of series ``index`` of ``count``, so points at one x do not overlap."""
+    return 0.06 * (index - (count - 1) / 2)
+
+
 def _legend(axes: plt.Axes) -> None:
+    """A legend beside the plot (the saved PNG grows to fit), never over the points."""
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=7, loc="best")
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

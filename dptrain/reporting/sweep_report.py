@@ -88,6 +88,8 @@ def report_sweep(
     """
     sweep = load_sweep(paths)
     if out_dir is None:
-        folders = [Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent for p in paths]
+        folders = [
+            Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent for p in paths
+        ]
         out_dir = Path(os.path.commonpath(folders))
     return sweep, write_sweep_report(sweep, out_dir=out_dir)

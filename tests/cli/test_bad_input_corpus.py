@@ -442,6 +442,35 @@ CORPUS: list = [
         "record 101: wfdb cannot read",
     ),
     ("mitbih_unknown_lead", lambda t: _mitbih(t, None, "data.leads=[V5]"), "has no lead 'V5'"),
+    # MIMIC-IV demo admissions.
+    (
+        "mimic_no_files",
+        lambda t: ["data=mimic_iv_demo", f"data.root={t}", *FAST],
+        "admissions.csv not found; put the MIMIC-IV",
+    ),
+    (
+        "mimic_bad_label",
+        lambda t: ["data=mimic_iv_demo", f"data.root={t}", "data.label=sepsis", *FAST],
+        "data.label must be one of ['home', 'died']",
+    ),
+    # Patient-level DP-SGD and the DP audits.
+    (
+        "patient_cap_zero",
+        _override("privacy.unit=patient", "privacy.max_records_per_patient=0"),
+        "privacy.max_records_per_patient must be >= 1 record (null: no cap)",
+    ),
+    (
+        "patient_batch_above_patients",
+        _override("privacy.unit=patient", "train.batch_size=1000"),
+        "expected patients per batch is more than the",
+    ),
+    (
+        "patient_unit_with_ghost",
+        _override("privacy.unit=patient", "privacy.grad_sample_mode=ghost"),
+        "privacy.unit=patient needs privacy.grad_sample_mode in",
+    ),
+    ("dp_audit_unknown", _override("audit.dp_audits=[tight]"), "audit.dp_audits must name"),
+    ("canary_kind_unknown", _override("audit=canary", "audit.canary_kind=x"), "canary_kind"),
     # The run directory.
     (
         "run_dir_under_a_file",
@@ -470,5 +499,5 @@ def test_the_corpus_covers_every_loader_and_stays_large():
     """The corpus is the project's memory of bad input: it may grow, never shrink."""
     names = [name for name, _, _ in CORPUS]
     assert len(names) == len(set(names)) and len(names) >= 60
-    for prefix in ("npz_", "folder_", "ptbxl_", "mitbih_", "parquet_", "run_dir_"):
+    for prefix in ("npz_", "folder_", "ptbxl_", "mitbih_", "mimic_", "parquet_", "run_dir_"):
         assert any(name.startswith(prefix) for name in names), prefix
