@@ -6,6 +6,7 @@ The CLI composes a `RunConfig` from Hydra and calls `run`; a notebook can build 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -29,6 +30,7 @@ from dptrain.training.config import TrainConfig
 from dptrain.training.evaluate import check_test_split, evaluate
 from dptrain.training.fit import EpochLog, fit
 from dptrain.training.frontend import apply_frontend
+from dptrain.training.leakage import label_leakage_notes
 from dptrain.training.threads import choose_threads, intra_op_threads
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,10 @@ def run(
 
     stage = time.perf_counter()
     utility = evaluate(split.test, model.predict_proba(split.test.features))
+    leakage = label_leakage_notes(split.train, utility)
+    for note in leakage:
+        log.warning(note.removeprefix("WARNING: "))
+    utility = dataclasses.replace(utility, notes=(*utility.notes, *leakage))
     timings["evaluate_seconds"] = time.perf_counter() - stage
 
     dp_audits: tuple[DPAuditRow, ...] = ()

@@ -92,6 +92,15 @@ class AuditConfig:
             seconds, against minutes for training the models.
         fdr: False-discovery rate of the list of detectably exposed patients
             (Benjamini–Hochberg over per-patient p-values).
+        predictable_confidence: τ of the memorisation control (`dptrain.audit.memorisation`): an
+            exposed patient whose true label the models that never saw them predict with mean
+            probability ≥ τ is "predictable from the population", not a membership leak; below
+            τ they are "memorised".
+        sensitive_attributes: Binary (or one-hot categorical) input features whose value an
+            attacker tries to infer from the models (`dptrain.audit.attribute`): each audit
+            model also scores the pool with each candidate value, one extra forward pass per
+            value. The default config takes them from ``data.sensitive_attributes``; empty
+            skips attribute inference.
     """
 
     mode: str = "leave_many_out"
@@ -125,6 +134,8 @@ class AuditConfig:
     num_canaries: int | None = None
     canary_kind: str = "mislabel"
     dp_audit_confidence: float = 0.95
+    predictable_confidence: float = 0.8
+    sensitive_attributes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.lira_fixed_variance = _bool_or_auto(self.lira_fixed_variance)
@@ -191,6 +202,16 @@ class AuditConfig:
         if self.canary_kind not in CANARY_KINDS:
             raise ConfigError(
                 f"audit.canary_kind must be one of {list(CANARY_KINDS)}, got {self.canary_kind!r}"
+            )
+        if not 0.5 < self.predictable_confidence < 1:
+            raise ConfigError(
+                "audit.predictable_confidence must be in (0.5, 1), got "
+                f"{self.predictable_confidence}"
+            )
+        if len(set(self.sensitive_attributes)) != len(self.sensitive_attributes):
+            raise ConfigError(
+                "audit.sensitive_attributes must not repeat a name, got "
+                f"{list(self.sensitive_attributes)}"
             )
         if not 0 < self.dp_audit_confidence < 1:
             raise ConfigError(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from dptrain.audit.attribute import AttributeProbe, candidate_signals, probes_key
 from dptrain.audit.executors import DEFAULT_START_METHOD, LocalExecutor, ModelExecutor
 from dptrain.audit.signals import true_label_confidence
 from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerprint
@@ -65,6 +66,7 @@ def train_reference_models(
     indices: Sequence[int] | None = None,
     executor: ModelExecutor | None = None,
     store: ModelStore | None = None,
+    probes: Sequence[AttributeProbe] = (),
 ) -> list[ReferenceModelOutput]:
     """Trains one model per requested row of ``membership`` and returns each model's signals.
 
@@ -81,6 +83,9 @@ def train_reference_models(
             ``workers`` processes.
         store: Saved models: those whose fingerprint matches are loaded instead of trained, and
             every model trained is saved as it finishes. None keeps nothing.
+        probes: Sensitive attributes (`dptrain.audit.attribute`): each model also scores the pool
+            with each attribute set to each of its values, one forward pass per value; empty (the
+            default) adds nothing to a model's cost or output.
 
     Returns:
         The requested models' outputs, in model order (``reused`` marks the loaded ones).
@@ -97,7 +102,7 @@ def train_reference_models(
             fingerprints[k] = model_fingerprint(
                 recipe_key, seed=model_seed(seed, k), membership_row=membership[k]
             )
-            saved = store.load(k, fingerprint=fingerprints[k])
+            saved = store.load(k, fingerprint=fingerprints[k], attribute_key=probes_key(probes))
             if saved is not None:
                 outputs[k] = saved
         if outputs:
@@ -110,6 +115,7 @@ def train_reference_models(
             patients=np.flatnonzero(membership[k]),
             seed=model_seed(seed, k),
             plan=plans[_training_size(pool, membership[k], recipe.privacy.unit)],
+            probes=tuple(probes),
         )
         for k in missing
     ]
@@ -180,6 +186,7 @@ class _Task:
     patients: np.ndarray
     seed: int
     plan: PrivacyPlan
+    probes: tuple[AttributeProbe, ...] = ()
 
 
 def _training_size(pool: Cohort, patient_mask: np.ndarray, unit: str) -> tuple[int, int]:
@@ -231,9 +238,18 @@ def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutp
             plan=task.plan,
         )
         signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
+        attribute_signals = None
+        if task.probes:  # after the signals, which stay the same bits with or without probes
+            attribute_signals = candidate_signals(
+                lambda features: true_label_confidence(model.predict_logits(features), pool.labels),
+                pool.features,
+                task.probes,
+            )
     return ReferenceModelOutput(
         index=task.index,
         signals=signals,
         privacy=model.privacy,
         train_seconds=model.wall_seconds,
+        attribute_signals=attribute_signals,
+        attribute_key=probes_key(task.probes),
     )

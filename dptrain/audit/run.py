@@ -21,12 +21,19 @@ from scipy.stats import binom
 from sklearn.metrics import roc_auc_score
 
 from dptrain.audit.attacks import make_attack
+from dptrain.audit.attribute import (
+    AttributeInference,
+    AttributeProbe,
+    attribute_probes,
+    infer_attributes,
+)
 from dptrain.audit.auditor import BestThresholdBonferroni, ScoreAuditor
 from dptrain.audit.auto import StoppingRule, grow_audit
 from dptrain.audit.config import AuditConfig
 from dptrain.audit.epsilon import EpsilonLowerBound
 from dptrain.audit.executors import make_executor
 from dptrain.audit.fdr import PatientExposure, patient_exposure
+from dptrain.audit.memorisation import MemorisationSplit, memorisation_split
 from dptrain.audit.metrics import (
     AttackMetrics,
     AucInterval,
@@ -175,6 +182,11 @@ class AuditResult:
         stopping_reason: Why the audit has K models: ``fixed K`` or, for ``num_models=auto``,
             the rule that stopped it (`dptrain.audit.auto`).
         models_reused: Models loaded from the run directory's saved signals, not trained.
+        memorisation: Exposed patients split into memorised and predictable from the population
+            (`dptrain.audit.memorisation`); None in results made before it existed.
+        attribute_inference: One result per ``audit.sensitive_attributes`` entry: the
+            lowest-loss attacker's accuracy on members and non-members and its advantage
+            (`dptrain.audit.attribute`); empty when none is configured.
     """
 
     num_models: int
@@ -201,6 +213,8 @@ class AuditResult:
     record_patient: np.ndarray = field(metadata=NOT_IN_JSON)
     stopping_reason: str = ""
     models_reused: int = 0
+    memorisation: MemorisationSplit | None = None
+    attribute_inference: tuple[AttributeInference, ...] = ()
 
 
 def run_audit(
@@ -238,9 +252,11 @@ def run_audit(
         The audit result.
 
     Raises:
-        ConfigError: If the executor's optional dependency is not installed.
+        ConfigError: If the executor's optional dependency is not installed, or a sensitive
+            attribute is not a binary or one-hot input feature.
     """
     started = time.perf_counter()
+    probes = attribute_probes(cohort, audit.sensitive_attributes)
     membership = balanced_membership_masks(
         patient_labels=cohort.patient_labels,
         num_models=audit.max_models if audit.auto_models else audit.num_models,
@@ -266,6 +282,7 @@ def run_audit(
                 indices=indices,
                 executor=executor,
                 store=store,
+                probes=probes,
             )
             outputs.extend(trained)
             return np.stack([output.signals for output in trained])
@@ -298,6 +315,12 @@ def run_audit(
         audit=audit,
         seed=seed,
         timings=timings,
+        probes=probes,
+        attribute_signals=(
+            np.stack([output.attribute_signals for output in outputs[: len(signals)]])
+            if probes
+            else None
+        ),
     )
     return dataclasses.replace(
         result,
@@ -315,6 +338,8 @@ def analyse_signals(
     audit: AuditConfig,
     seed: int,
     timings: dict[str, float] | None = None,
+    probes: tuple[AttributeProbe, ...] = (),
+    attribute_signals: np.ndarray | None = None,
 ) -> AuditResult:
     """Attacks, per-patient risk, subgroups and DP bounds from the audit models' signals alone.
 
@@ -330,9 +355,15 @@ def analyse_signals(
         audit: Audit settings.
         seed: Seed of the attacks' and bootstrap's randomness.
         timings: Wall seconds of earlier stages, to carry into the result.
+        probes: Sensitive attributes to infer (`dptrain.audit.attribute.attribute_probes`).
+        attribute_signals: ``(K, n_candidates, n_records)`` float64 φ under each probe's
+            candidate values, probes in order; required with ``probes``.
 
     Returns:
         The audit result.
+
+    Raises:
+        ValueError: If ``probes`` come without matching ``attribute_signals``.
     """
     timings = dict(timings or {})
     stage = time.perf_counter()
@@ -392,6 +423,37 @@ def analyse_signals(
         rng=np.random.default_rng([seed, 0x72656C69]),
     )
     timings["deconvolution_and_reliability_seconds"] = time.perf_counter() - stage
+    stage = time.perf_counter()
+    memorisation = memorisation_split(
+        signals=signals,
+        membership=membership,
+        record_patient=record_patient,
+        patient_labels=cohort.patient_labels,
+        record_auc=vulnerability.auc,
+        patient_auc=risk.auc,
+        attributes=dict(cohort.attributes),
+        thresholds=thresholds,
+        predictable_confidence=audit.predictable_confidence,
+        aggregation=audit.patient_aggregation,
+        fdr_exposed=exposure.exposed,
+        confidence=audit.confidence,
+        repeats=audit.null_repeats,
+        level=floor.level,
+        seed=seed,
+    )
+    timings["memorisation_seconds"] = time.perf_counter() - stage
+    stage = time.perf_counter()
+    inferred = infer_attributes(
+        probes=probes,
+        attribute_signals=attribute_signals,
+        membership=membership,
+        features=cohort.features,
+        record_patient=cohort.record_patient,
+        confidence=audit.confidence,
+        seed=seed,
+    )
+    if probes:
+        timings["attribute_inference_seconds"] = time.perf_counter() - stage
     return AuditResult(
         num_models=len(membership),
         pool_patients=cohort.n_patients,
@@ -429,6 +491,8 @@ def analyse_signals(
         membership=membership,
         signals=signals,
         record_patient=cohort.record_patient,
+        memorisation=memorisation,
+        attribute_inference=inferred,
     )
 
 

@@ -36,6 +36,10 @@ class ReferenceModelOutput:
         privacy: The model's privacy guarantee.
         train_seconds: Wall time of its training loop (when it was trained).
         reused: True when loaded from a saved file rather than trained by this audit.
+        attribute_signals: ``(n_candidates, n_records)`` float64 φ of every pool record with each
+            sensitive attribute set to each of its values (`dptrain.audit.attribute`); None when
+            the audit infers no attribute.
+        attribute_key: What ``attribute_signals`` were computed for (`probes_key`); "" if None.
     """
 
     index: int
@@ -43,6 +47,8 @@ class ReferenceModelOutput:
     privacy: PrivacySpend
     train_seconds: float
     reused: bool = False
+    attribute_signals: np.ndarray | None = None
+    attribute_key: str = ""
 
 
 def model_fingerprint(recipe_fingerprint: str, *, seed: int, membership_row: np.ndarray) -> str:
@@ -96,14 +102,22 @@ class ModelStore:
             "privacy": np.str_(json.dumps(dataclasses.asdict(output.privacy))),
             "train_seconds": np.float64(output.train_seconds),
         }
+        if output.attribute_signals is not None:
+            arrays["attribute_signals"] = output.attribute_signals
+            arrays["attribute_key"] = np.str_(output.attribute_key)
         atomic_write(target, lambda file: np.savez(file, **arrays))
         return target
 
-    def load(self, index: int, *, fingerprint: str) -> ReferenceModelOutput | None:
+    def load(
+        self, index: int, *, fingerprint: str, attribute_key: str = ""
+    ) -> ReferenceModelOutput | None:
         """Model ``index``'s saved output if its file exists with this fingerprint, else None.
 
         A file with another fingerprint (a changed recipe, data, seed or membership) is left in
-        place and ignored; the model is retrained and the file overwritten.
+        place and ignored; the model is retrained and the file overwritten. With an
+        ``attribute_key`` the file must also hold the attribute-inference signals of those
+        attributes (files from before attribute inference, or for other attributes, are
+        retrained: the model itself is not saved); without one, such signals are ignored.
         """
         path = self.path(index)
         if not path.is_file():
@@ -112,10 +126,16 @@ class ModelStore:
             if str(saved["fingerprint"]) != fingerprint or int(saved["index"]) != index:
                 log.info("audit: %s is from another recipe or membership; retraining", path.name)
                 return None
+            saved_key = str(saved["attribute_key"]) if "attribute_key" in saved.files else ""
+            if attribute_key and saved_key != attribute_key:
+                log.info("audit: %s lacks these attributes' signals; retraining", path.name)
+                return None
             return ReferenceModelOutput(
                 index=index,
                 signals=saved["signals"].copy(),
                 privacy=PrivacySpend(**json.loads(str(saved["privacy"]))),
                 train_seconds=float(saved["train_seconds"]),
                 reused=True,
+                attribute_signals=saved["attribute_signals"].copy() if attribute_key else None,
+                attribute_key=attribute_key,
             )

@@ -34,6 +34,7 @@ from dptrain.pipeline import RunConfig
 from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.tracking.base import NoTrackerConfig
 from dptrain.tracking.local import CsvTrackerConfig
+from dptrain.tracking.mlflow_tracker import MlflowTrackerConfig
 from dptrain.tracking.wandb import WandbTrackerConfig
 from dptrain.training.config import TrainConfig
 
@@ -69,7 +70,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "privacy": {"privacy": PrivacyConfig},
     "train": {"train": TrainConfig},
     "audit": {"audit": AuditConfig},
-    "tracker": {"wandb": WandbTrackerConfig, "csv": CsvTrackerConfig, "none": NoTrackerConfig},
+    "tracker": {
+        "wandb": WandbTrackerConfig,
+        "mlflow": MlflowTrackerConfig,
+        "csv": CsvTrackerConfig,
+        "none": NoTrackerConfig,
+    },
 }
 
 

@@ -8,7 +8,9 @@ instead. ``dptrain --check-data <overrides>`` loads and describes the data witho
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import logging
 import math
 import os
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dptrain.cli.config import CONFIG_DIR, build_run_config, register_schemas
@@ -29,9 +32,10 @@ from dptrain.errors import DptrainError
 from dptrain.pipeline import run
 from dptrain.reporting.audit_markdown import audit_console_lines
 from dptrain.reporting.dp_audit_markdown import dp_audit_console_lines
+from dptrain.reporting.files import RESULTS_FILE, read_results
 from dptrain.reporting.markdown import utility_console_lines
 from dptrain.reporting.results import RunReport
-from dptrain.tracking.base import FailSoftTracker, NullTracker
+from dptrain.tracking.base import FailSoftTracker, NullTracker, sweep_group
 from dptrain.tracking.pseudonyms import PatientIdGuard, pseudonym_key
 
 EXIT_USER_ERROR = 2
@@ -41,7 +45,7 @@ WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 CHECK_DATA_FLAG = "--check-data"
 log = logging.getLogger("dptrain")
 # What `main` tells the app about this invocation (a Hydra task function takes only the config).
-_invocation = {"check_data": False, "app_started": False}
+_invocation = {"check_data": False, "app_started": False, "failed_jobs": 0}
 
 register_schemas()
 
@@ -54,9 +58,15 @@ def app(cfg: DictConfig) -> float:
     output_dir = Path(hydra_config.runtime.output_dir)
     if _invocation["check_data"]:
         return _check_data(cfg, verbose=bool(hydra_config.verbose))
+    if hydra_config.mode == RunMode.MULTIRUN:
+        finished = _finished_run(output_dir, OmegaConf.to_container(cfg, resolve=True))
+        if finished is not None:
+            print(f"finished     {output_dir} (same config: kept, not run again)")
+            return finished
     try:
         with claim_run_directory(output_dir):
             run_config, tracker_config = build_run_config(cfg)
+            tracker_config = _with_sweep_group(tracker_config, hydra_config)
             plain_config = OmegaConf.to_container(cfg, resolve=True)
             tracker = FailSoftTracker(
                 _open_tracker(tracker_config, output_dir, cfg.name, plain_config)
@@ -76,6 +86,12 @@ def app(cfg: DictConfig) -> float:
     except DptrainError as error:
         if hydra_config.verbose:
             raise
+        if hydra_config.mode == RunMode.MULTIRUN:
+            # One bad point of a sweep fails alone: the other jobs run, the sweep report lists
+            # this one under "left out" (it has no results.json), and the command exits 2.
+            print(f"dptrain: error: job {hydra_config.job.num}: {error}", file=sys.stderr)
+            _invocation["failed_jobs"] += 1
+            return math.nan
         print(f"dptrain: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except OSError as error:
@@ -105,7 +121,35 @@ def app(cfg: DictConfig) -> float:
         )
         sys.exit(EXIT_INTERRUPTED)
     print(summary(report, output_dir))
+    for note in tracker.notes():  # e.g. the `wandb sync <dir>` that uploads an offline run
+        print(f"tracker      {note}")
     return report.utility.overall.auroc
+
+
+def _finished_run(output_dir: Path, plain_config: dict) -> float | None:
+    """The test AUROC of a complete run already in ``output_dir`` with this config, else None.
+
+    Re-launching a sweep into the same ``hydra.sweep.dir`` skips the jobs that finished; a job
+    whose config changed, or that left no complete ``results.json``, runs again.
+    """
+    path = output_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        results = read_results(path)
+    except (ValueError, OSError):
+        return None
+    if results.get("config") != json.loads(json.dumps(plain_config)):
+        return None
+    auroc = results.get("utility", {}).get("overall", {}).get("auroc")
+    return float(auroc) if isinstance(auroc, int | float) else math.nan
+
+
+def _with_sweep_group(tracker_config, hydra_config):
+    """The tracker config with ``group`` = the sweep directory in a multirun, unless set."""
+    if hydra_config.mode != RunMode.MULTIRUN or getattr(tracker_config, "group", "") is not None:
+        return tracker_config
+    return dataclasses.replace(tracker_config, group=sweep_group(Path(hydra_config.sweep.dir)))
 
 
 def _open_tracker(tracker_config, output_dir: Path, run_name: str, plain_config: dict):
@@ -177,7 +221,7 @@ def main() -> None:
     lines with exit status 1; here Hydra re-raises them instead, and they are printed as one line
     naming the key, the option or the file, with the fix.
     """
-    _invocation.update(check_data=CHECK_DATA_FLAG in sys.argv[1:], app_started=False)
+    _invocation.update(check_data=CHECK_DATA_FLAG in sys.argv[1:], app_started=False, failed_jobs=0)
     silence_known_warnings()
     scratch = None
     if _invocation["check_data"]:
@@ -191,6 +235,13 @@ def main() -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    if _invocation["failed_jobs"]:
+        print(
+            f"dptrain: error: {_invocation['failed_jobs']} job(s) of the sweep failed (their "
+            "one-line errors are above); the others finished",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_USER_ERROR)
 
 
 def silence_known_warnings() -> None:

@@ -55,14 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status (0, or 2 for bad input)."""
     arguments = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: warning: %(message)s")
     from dptrain.reporting.sweep_report import report_sweep  # the parser answers --help at once
 
+    # Skipped runs are warnings of the library's logger: one line each on stderr, here only.
+    logger = logging.getLogger("dptrain")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
     try:
         sweep, files = report_sweep(arguments.paths, out_dir=arguments.out)
     except DptrainError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
     axes = ", ".join(axis.key for axis in sweep.axes) or "none"
     print(
         f"{len(sweep.runs)} runs in {len(sweep.groups)} groups (swept: {axes})"

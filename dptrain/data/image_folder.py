@@ -28,10 +28,10 @@ from dptrain.data.preprocessing import ImageNormalize
 from dptrain.data.tables import (
     check_subgroup_bins,
     encode_classes,
+    encode_subgroup,
+    merge_small_subgroups,
     read_table,
     require_columns,
-    subgroup_bands,
-    value_string,
 )
 from dptrain.errors import ConfigError, DataError
 
@@ -60,6 +60,9 @@ class ImageFolderDataConfig:
             patient.
         record_subgroup_columns: Per-image attributes (view, body site, device).
         subgroup_bins: Numeric subgroup column -> bin edges, e.g. ``age: [0, 40, 65, 120]``.
+            A numeric column with many values and no edges is banded at its rounded quartiles.
+        min_subgroup_size: Subgroup values held by fewer patients are merged into
+            ``other (n < min)``, so no tiny group's metrics single its patients out.
         size: Images are resized to ``size × size`` pixels.
         channels: ``grey`` or ``rgb``.
         on_bad_file: ``error``: stop, naming the missing or unreadable files; ``skip``: drop
@@ -79,6 +82,7 @@ class ImageFolderDataConfig:
     patient_subgroup_columns: list[str] = field(default_factory=list)
     record_subgroup_columns: list[str] = field(default_factory=list)
     subgroup_bins: dict[str, list[float]] = field(default_factory=dict)
+    min_subgroup_size: int = 5
     size: int = 28
     channels: str = "grey"
     on_bad_file: str = "error"
@@ -114,6 +118,11 @@ class ImageFolderDataConfig:
                 "it to data.patient_subgroup_columns or data.record_subgroup_columns"
             )
         check_subgroup_bins(self.subgroup_bins)
+        if isinstance(self.min_subgroup_size, bool) or self.min_subgroup_size < 1:
+            raise ConfigError(
+                f"data.min_subgroup_size must be an integer >= 1 (patients), got "
+                f"{self.min_subgroup_size!r}"
+            )
         ImageNormalize(augment=tuple(self.augment))  # names a bad augmentation now, not later
 
     def load(self) -> Cohort:
@@ -265,8 +274,17 @@ def load_image_folder(config: ImageFolderDataConfig) -> Cohort:
             )
     labels, class_names, task = _labels(frame, config, source)
     patient_ids = _id_strings(frame[config.id_column])
+    notes: list[str] = []
     subgroups = {
-        column: _subgroup_values(frame[column], config)
+        column: encode_subgroup(
+            frame[column],
+            column=column,
+            edges=config.subgroup_bins.get(column),
+            value_names={},
+            patient_ids=patient_ids,
+            minimum=config.min_subgroup_size,
+            notes=notes,
+        )
         for column in (*config.patient_subgroup_columns, *config.record_subgroup_columns)
     }
     for column in config.patient_subgroup_columns:
@@ -275,7 +293,6 @@ def load_image_folder(config: ImageFolderDataConfig) -> Cohort:
     image_root = Path(config.image_root) if config.image_root else Path(config.path).parent
     paths = np.array([str((image_root / str(p)).absolute()) for p in frame[config.path_column]])
     images, bad = _read_images(paths, config)
-    notes = []
     if bad:
         shown = "; ".join(
             f"{paths[i]} ({reason})" for i, reason in list(bad.items())[:SHOWN_BAD_FILES]
@@ -294,7 +311,17 @@ def load_image_folder(config: ImageFolderDataConfig) -> Cohort:
         kept = np.setdiff1d(np.arange(len(paths)), np.fromiter(bad, dtype=np.int64))
         images = images[kept] if isinstance(images, np.ndarray) else images.subset(kept)
         labels, patient_ids = labels[kept], patient_ids[kept]
-        subgroups = {column: values[kept] for column, values in subgroups.items()}
+        # Groups shrink with the skipped files: merge again below the minimum size.
+        subgroups = {
+            column: merge_small_subgroups(
+                values[kept],
+                patient_ids,
+                column=column,
+                minimum=config.min_subgroup_size,
+                notes=notes,
+            )
+            for column, values in subgroups.items()
+        }
 
     first_of_patient = pd.Series(np.arange(len(patient_ids))).groupby(patient_ids).first()
     return Cohort.from_records(
@@ -382,15 +409,6 @@ def _labels(
         return labels, names, "multilabel"
     column = config.label_columns[0]
     return encode_classes(frame[column], column, source, config.class_names)
-
-
-def _subgroup_values(values: pd.Series, config: ImageFolderDataConfig) -> np.ndarray:
-    """A subgroup column as strings: banded when it has bins, ``missing`` for blanks."""
-    if values.name in config.subgroup_bins:
-        values = subgroup_bands(values, config.subgroup_bins[values.name], str(values.name))
-    else:
-        values = values.map(value_string)
-    return values.to_numpy(dtype=str)
 
 
 def _require_constant_per_patient(

@@ -56,6 +56,9 @@ class TableDataConfig:
         stray_text: What to do with a few text tokens (``unk``, ``n/a``) in an otherwise numeric
             column: ``error`` (refuse, naming them) or ``missing`` (read them as missing values,
             counted in the report).
+        sensitive_attributes: Binary or one-hot categorical feature columns whose disclosure would
+            harm a patient (HIV risk factors, a psychiatric diagnosis); the leave-many-out audit
+            infers each from its models (``audit.sensitive_attributes`` defaults to this list).
     """
 
     path: str
@@ -74,6 +77,7 @@ class TableDataConfig:
     separator: str = ""
     stray_text: str = "error"
     min_subgroup_size: int = 5
+    sensitive_attributes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.label_columns:
@@ -490,24 +494,14 @@ def _subgroups(
     attributes: dict[str, dict[str, str]] = {}
     record_attributes: dict[str, np.ndarray] = {}
     for column in config.subgroup_columns:
-        values = frame[column]
-        if column in config.subgroup_bins:
-            values = subgroup_bands(values, config.subgroup_bins[column], column)
-        elif is_continuous(values):
-            edges = quantile_edges(values)
-            values = open_bands(values, edges)
-            notes.append(
-                f"Subgroup column {column!r} is continuous ({frame[column].nunique()} distinct "
-                f"values): binned at the quartiles of its rows into {', '.join(band_labels(edges))}"
-                " (edges rounded to 2 significant digits, outer bands open so that no patient's "
-                f"value is shown); set data.subgroup_bins.{column} for other edges."
-            )
-        else:
-            values = values.map(value_string)
-        names = config.value_names.get(column, {})
-        values = values.map(lambda v, names=names: names.get(v, v)).to_numpy(dtype=str)
-        values = merge_small_subgroups(
-            values, patient_ids, column=column, minimum=config.min_subgroup_size, notes=notes
+        values = encode_subgroup(
+            frame[column],
+            column=column,
+            edges=config.subgroup_bins.get(column),
+            value_names=config.value_names.get(column, {}),
+            patient_ids=patient_ids,
+            minimum=config.min_subgroup_size,
+            notes=notes,
         )
         per_patient = pd.Series(values).groupby(patient_ids).nunique()
         varying = int((per_patient > 1).sum())
@@ -520,6 +514,39 @@ def _subgroups(
         else:
             attributes[column] = dict(zip(patient_ids, values))
     return attributes, record_attributes
+
+
+def encode_subgroup(
+    values: pd.Series,
+    *,
+    column: str,
+    edges: list[float] | None,
+    value_names: dict[str, str],
+    patient_ids: np.ndarray,
+    minimum: int,
+    notes: list[str],
+) -> np.ndarray:
+    """A subgroup column as report-safe strings, one per row.
+
+    Banded at ``edges`` when given; a continuous column without edges is banded at its rounded
+    quartiles (said in ``notes``), so that no patient's exact value is ever written; values are
+    then renamed by ``value_names`` and those held by fewer than ``minimum`` patients merged.
+    """
+    if edges is not None:
+        values = subgroup_bands(values, edges, column)
+    elif is_continuous(values):
+        quartiles = quantile_edges(values)
+        notes.append(
+            f"Subgroup column {column!r} is continuous ({values.nunique()} distinct values): "
+            f"binned at the quartiles of its rows into {', '.join(band_labels(quartiles))} (edges "
+            "rounded to 2 significant digits, outer bands open so that no patient's value is "
+            f"shown); set data.subgroup_bins.{column} for other edges."
+        )
+        values = open_bands(values, quartiles)
+    else:
+        values = values.map(value_string)
+    strings = values.map(lambda v: value_names.get(v, v)).to_numpy(dtype=str)
+    return merge_small_subgroups(strings, patient_ids, column=column, minimum=minimum, notes=notes)
 
 
 def check_subgroup_bins(bins: dict[str, list[float]]) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from dptrain.audit.run import AuditResult
+from dptrain.reporting.files import PATIENT_RISK_FILE
 
-PATIENT_RISK_FILE = "patient_risk.csv"
 AUDIT_ARRAYS_FILE = "audit_arrays.npz"
 
 

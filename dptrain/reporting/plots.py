@@ -1,5 +1,8 @@
 """The audit's figures (PNG): ROC against the DP bound, patient-risk survival curve, histogram.
 
+The survival curve carries the noise floor at the risk thresholds: the share of patients above
+each threshold when the membership effect is removed (`dptrain.audit.null`).
+
 Low false-positive rates matter most (Carlini et al. 2022): ROC curves are drawn log-log, and the
 patient-risk survival curve uses a log y-axis so that the few most exposed patients stay visible.
 """
@@ -88,6 +91,7 @@ def plot_survival(audit: AuditResult) -> plt.Figure:
                 members = risk.attributes[attribute] == value
                 _survival(axes, risk.auc[members], thresholds, f"{value} ({members.sum()})")
         _dp_line(axes, audit)
+        _null_floor_marks(axes, audit)
         axes.set(yscale="log", xlabel="patient AUC", title=str(attribute), xlim=(0.5, 1.0))
         axes.legend(fontsize=7)
     for axes in grid.ravel()[len(panels) :]:
@@ -108,7 +112,8 @@ def plot_histogram(audit: AuditResult) -> plt.Figure:
     _dp_line(axes, audit)
     axes.set(xlabel="patient AUC", ylabel="patients", yscale="log")
     axes.set_title(f"Patient risk, {len(auc)} patients, K = {audit.num_models}")
-    axes.legend(fontsize=8)
+    if axes.get_legend_handles_labels()[1]:  # the non-private baseline has no DP line
+        axes.legend(fontsize=8)
     return figure
 
 
@@ -137,6 +142,34 @@ def _survival(axes, auc: np.ndarray, thresholds: np.ndarray, label: str, **style
     share = (auc[None, :] >= thresholds[:, None]).mean(axis=1)
     visible = share > 0
     axes.step(thresholds[visible], share[visible], where="post", label=label, **style)
+
+
+def _null_floor_marks(axes: plt.Axes, audit: AuditResult) -> None:
+    """The noise floor at each risk threshold: share above it with no membership effect.
+
+    Grey marks at the mean over re-labellings, bars up to the floor's level quantile; a curve
+    near them is what K models and this many patients show by chance. Zero shares (invisible on
+    the log axis) are left out.
+    """
+    floor = audit.null_floor
+    if floor.repeats == 0 or len(floor.thresholds) == 0:
+        return
+    bands = [floor.band(floor.share_above[:, index]) for index in range(len(floor.thresholds))]
+    mean = np.array([band[0] for band in bands])
+    upper = np.array([band[1] for band in bands])
+    shown = np.isfinite(mean) & (upper > 0)
+    if not shown.any():
+        return
+    low = np.where(mean[shown] > 0, mean[shown], upper[shown])
+    axes.errorbar(
+        floor.thresholds[shown],
+        low,
+        yerr=[np.zeros(shown.sum()), upper[shown] - low],
+        fmt="x",
+        color="grey",
+        capsize=3,
+        label=f"noise floor (mean, {floor.level:.0%} level)",
+    )
 
 
 def _dp_line(axes: plt.Axes, audit: AuditResult) -> None:

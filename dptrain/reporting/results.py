@@ -22,12 +22,10 @@ from dptrain import __version__
 from dptrain.audit.dp_audits import DPAuditRow
 from dptrain.audit.run import AuditResult
 from dptrain.privacy.accounting import PrivacySpend
+from dptrain.reporting.files import RESULTS_FILE, SCHEMA_VERSION, read_results  # noqa: F401 (re-export)
 from dptrain.reporting.summary import run_summary
 from dptrain.training.evaluate import UtilityReport
 from dptrain.training.fit import EpochLog
-
-SCHEMA_VERSION = "1.3"
-RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)
@@ -111,21 +109,3 @@ def write_results(report: RunReport, run_dir: Path) -> Path:
     partial.write_text(json.dumps(results_dict(report), indent=2, allow_nan=False))
     os.replace(partial, path)
     return path
-
-
-def read_results(path: Path) -> dict[str, Any]:
-    """Reads a ``results.json``, with ``"inf"`` strings back as floats.
-
-    Raises:
-        ValueError: If the file is not a complete dptrain results file.
-    """
-    results = json.loads(Path(path).read_text(), object_hook=_revive_infinities)
-    if results.get("status") != "complete" or "schema_version" not in results:
-        raise ValueError(f"{path} is not a complete dptrain results file")
-    return results
-
-
-def _revive_infinities(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: float(value) if value in ("inf", "-inf") else value for key, value in mapping.items()
-    }

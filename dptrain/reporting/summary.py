@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dptrain.audit.run import AuditResult
+from dptrain.audit.subgroups import WHOLE_COHORT
 
 if TYPE_CHECKING:
     from dptrain.reporting.results import RunReport
@@ -40,6 +41,8 @@ def run_summary(report: RunReport) -> dict[str, Any]:
     if report.audit is not None:
         summary |= audit_headline_metrics(report.audit)
         summary |= subgroup_metrics(report.audit)
+        summary |= memorisation_metrics(report.audit)
+        summary |= attribute_inference_metrics(report.audit)
     for row in report.dp_audits:
         if row.applicable:
             summary[f"dp_audit/{row.name}/epsilon_lower_bound"] = row.epsilon_lower_bound
@@ -67,6 +70,51 @@ def subgroup_metrics(audit: AuditResult) -> dict[str, float]:
         metrics[f"{prefix}/patient_auc_max"] = row.max_auc
         for threshold, share in zip(row.thresholds, row.share_above):
             metrics[f"{prefix}/share_above_{threshold:g}"] = float(share)
+    return metrics
+
+
+def memorisation_metrics(audit: AuditResult) -> dict[str, float]:
+    """Exposed patients memorised vs predictable from the population, cohort and subgroups.
+
+    Keys: ``audit/memorised_above_<t>``, ``audit/memorised_floor_above_<t>`` (mean null count),
+    ``audit/predictable_exposed_above_<t>``, and per subgroup
+    ``subgroup/<attribute>=<value>/memorised_above_<t>``; empty for results made before the split
+    existed.
+    """
+    split = audit.memorisation
+    if split is None:
+        return {}
+    metrics = {"audit/predictable_confidence": split.predictable_confidence}
+    for row in split.rows:
+        whole = row.attribute == WHOLE_COHORT
+        prefix = "audit" if whole else f"subgroup/{row.attribute}={row.value}"
+        for index, threshold in enumerate(row.thresholds):
+            metrics[f"{prefix}/memorised_above_{threshold:g}"] = float(row.memorised[index])
+            metrics[f"{prefix}/predictable_exposed_above_{threshold:g}"] = float(
+                row.predictable_exposed[index]
+            )
+            if whole:
+                metrics[f"{prefix}/memorised_floor_above_{threshold:g}"] = float(
+                    row.memorised_floor[index]
+                )
+    return metrics
+
+
+def attribute_inference_metrics(audit: AuditResult) -> dict[str, float]:
+    """Per sensitive attribute: accuracy on members and non-members, member advantage.
+
+    Keys ``attribute/<name>/{member_accuracy,nonmember_accuracy,advantage,advantage_lower,
+    advantage_upper,majority_accuracy}``; empty without attribute inference.
+    """
+    metrics = {}
+    for result in audit.attribute_inference:
+        overall, prefix = result.overall, f"attribute/{result.attribute}"
+        metrics[f"{prefix}/member_accuracy"] = overall.member_accuracy
+        metrics[f"{prefix}/nonmember_accuracy"] = overall.nonmember_accuracy
+        metrics[f"{prefix}/advantage"] = overall.advantage
+        metrics[f"{prefix}/advantage_lower"] = float(overall.advantage_interval[0])
+        metrics[f"{prefix}/advantage_upper"] = float(overall.advantage_interval[1])
+        metrics[f"{prefix}/majority_accuracy"] = result.majority_accuracy
     return metrics
 
 

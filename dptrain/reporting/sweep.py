@@ -24,8 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from dptrain.errors import DataError
-from dptrain.reporting.patients import PATIENT_RISK_FILE
-from dptrain.reporting.results import RESULTS_FILE, read_results
+from dptrain.reporting.files import PATIENT_RISK_FILE, RESULTS_FILE, read_results
 
 log = logging.getLogger(__name__)
 

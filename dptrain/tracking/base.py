@@ -7,6 +7,8 @@ tracker's client is logged as a warning, and training, accounting and the result
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
-    """What a run tells an experiment tracker; every method may be a no-op."""
+    """What a run tells an experiment tracker; every method may be a no-op.
+
+    A tracker may also have ``notes() -> list[str]``: lines for the user after the run (the
+    ``wandb sync <dir>`` of an offline run), which the CLI prints; `FailSoftTracker.notes` asks.
+    """
 
     def log_epoch(self, metrics: dict[str, float], *, step: int) -> None:
         """Per-epoch training metrics (loss, ε spent so far)."""
@@ -36,6 +42,46 @@ class Tracker(Protocol):
 
     def close(self, *, success: bool) -> None:
         """Ends the tracker run; called in ``finally`` whatever happened."""
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The nested run config as dotted keys, so a tracker's runs table can filter on each value.
+
+    Lists stay values (``model.hidden``); an empty mapping stays a value, so its key is shown.
+
+    Example:
+        >>> flatten_config({"privacy": {"epsilon": 3.0}, "model": {"hidden": [64, 64]}, "seed": 1})
+        {'privacy.epsilon': 3.0, 'model.hidden': [64, 64], 'seed': 1}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat |= flatten_config(value, prefix=f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def sweep_group(sweep_dir: Path, *, cwd: Path | None = None) -> str:
+    """The group shared by the runs of one multirun: its sweep directory.
+
+    Relative to the working directory when inside it (unique across days with Hydra's default
+    ``multirun/<date>/<time>``), else the directory's name (no home paths sent to a tracker).
+
+    Example:
+        >>> sweep_group(Path("/lab/proj/multirun/2024-05-01/10-00-00"), cwd=Path("/lab/proj"))
+        'multirun/2024-05-01/10-00-00'
+        >>> sweep_group(Path("/scratch/sweeps/epsilon"), cwd=Path("/lab/proj"))
+        'epsilon'
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    cwd = Path(os.path.abspath(cwd or Path.cwd()))
+    try:
+        relative = sweep_dir.relative_to(cwd).as_posix()
+    except ValueError:
+        return sweep_dir.name
+    return sweep_dir.name if relative == "." else relative
 
 
 @dataclass
@@ -117,3 +163,11 @@ class FailSoftTracker:
     def close(self, *, success: bool) -> None:
         """Closes the wrapped tracker."""
         self._call("close", success=success)
+
+    def notes(self) -> list[str]:
+        """What the user should know after the run (``wandb sync <dir>``); never raises."""
+        try:
+            return list(getattr(self.tracker, "notes", list)())
+        except Exception as error:  # a hint is not worth a failed run
+            log.warning("tracker %s failed in notes: %s", self.name, error)
+            return []

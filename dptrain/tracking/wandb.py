@@ -1,7 +1,9 @@
 """Weights & Biases tracking, offline unless the user has chosen otherwise.
 
 Mode: ``tracker.mode`` if set, else the ``WANDB_MODE`` environment variable, else ``offline``: no
-account and no network are needed, and ``wandb sync`` uploads the run later.
+account and no network are needed, and ``wandb sync <dir>`` (printed by the CLI at the end of the
+run) uploads the run later. The config is logged flat (``privacy.epsilon``, ``model.hidden``) so
+the runs table filters and groups by any value; the runs of one multirun share a ``group``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from dptrain.errors import ConfigError
+from dptrain.tracking.base import flatten_config
 from dptrain.tracking.pseudonyms import check_patient_ids
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -26,7 +29,8 @@ class WandbTrackerConfig:
         project: W&B project.
         entity: W&B entity (team or user); None for the default.
         mode: ``offline``, ``online`` or ``disabled``; None defers to ``WANDB_MODE`` or offline.
-        group: Run group (e.g. one ε sweep).
+        group: Run group; None: the sweep directory in a multirun (set by the CLI), no group
+            for a single run.
         tags: Run tags.
         patient_ids: How tables reach W&B: ``pseudonymised`` keyed-hash ids (default), ``raw``
             ids (explicit opt-in: they leave the machine on ``wandb sync``) or ``none`` (the
@@ -66,9 +70,9 @@ class WandbTrackerConfig:
             tags=list(self.tags),
             name=run_name,
             dir=str(run_dir),
-            config=config,
+            config=flatten_config(config),
         )
-        return WandbTracker(run)
+        return WandbTracker(run, offline=mode == "offline")
 
 
 class WandbTracker:
@@ -76,8 +80,10 @@ class WandbTracker:
 
     name = "wandb"
 
-    def __init__(self, run) -> None:
+    def __init__(self, run, *, offline: bool = False) -> None:
         self.run = run
+        # The offline run folder (``.../wandb/offline-run-<time>-<id>``) that `wandb sync` uploads.
+        self.sync_dir = Path(run.dir).parent if offline else None
 
     def log_epoch(self, metrics: dict[str, float], *, step: int) -> None:
         """Logs training curves against the epoch."""
@@ -88,7 +94,7 @@ class WandbTracker:
         self.run.summary.update(metrics)
 
     def log_table(self, name: str, table: pd.DataFrame) -> None:
-        """Logs a W&B table."""
+        """Logs a ``wandb.Table`` (patient ids arrive already pseudonymised by the guard)."""
         import wandb
 
         self.run.log({name: wandb.Table(dataframe=table)})
@@ -111,3 +117,7 @@ class WandbTracker:
     def close(self, *, success: bool) -> None:
         """Finishes the run, marking it failed if the job failed."""
         self.run.finish(exit_code=0 if success else 1)
+
+    def notes(self) -> list[str]:
+        """The command that uploads an offline run (nothing for online or disabled runs)."""
+        return [f"wandb sync {self.sync_dir}"] if self.sync_dir is not None else []

@@ -385,10 +385,25 @@ def test_unreadable_and_missing_files_are_named_and_counted(broken_folder):
 
 def test_on_bad_file_skip_drops_them_and_notes_the_count(broken_folder):
     frame = pd.read_csv(broken_folder)
-    cohort = _folder_config(broken_folder, on_bad_file="skip").load()
+    cohort = _folder_config(broken_folder, on_bad_file="skip", min_subgroup_size=1).load()
     assert cohort.n_records == len(frame) - 3
     assert cohort.record_attributes["view"].tolist() == frame["view"].drop([1, 2, 4]).tolist()
     assert any(note.startswith("3 of the") for note in cohort.notes)
+
+
+def test_continuous_subgroups_are_banded_and_small_ones_merged(broken_folder):
+    frame = pd.read_csv(broken_folder)
+    cohort = _folder_config(broken_folder, subgroup_bins={}, on_bad_file="skip").load()
+    ages = set(np.asarray(cohort.attributes["age"]).tolist())
+    raw = {str(value) for value in frame["age"]} | {f"{value:g}" for value in frame["age"]}
+    if frame["age"].nunique() > 10:  # continuous: quartile bands, never a patient's own value
+        assert not ages & raw and any("binned at the quartiles" in n for n in cohort.notes)
+    views = cohort.record_attributes["view"]
+    for value in set(views) - {"other (n < 5)"}:
+        patients = set(cohort.record_patient[views == value])
+        assert len(patients) >= 5  # smaller groups were merged
+    with pytest.raises(ConfigError, match=r"data\.min_subgroup_size must be an integer >= 1"):
+        _folder_config(broken_folder, min_subgroup_size=0)
 
 
 def test_lazy_checks_existence_at_load_and_names_undecodable_files_at_read(broken_folder):
