@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +32,7 @@ from dptrain.training.evaluate import check_test_split, evaluate
 from dptrain.training.fit import EpochLog, fit
 from dptrain.training.frontend import apply_frontend
 from dptrain.training.leakage import label_leakage_notes
+from dptrain.training.resume import TRAINING_STATE_FILE
 from dptrain.training.threads import choose_threads, intra_op_threads
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,7 @@ def run(
             seed=config.seed,
             progress=progress,
             on_epoch=log_epoch,
+            state_path=output_dir / TRAINING_STATE_FILE,
         )
     timings["train_seconds"] = time.perf_counter() - stage
     timings["train_loop_seconds"] = model.wall_seconds
@@ -204,6 +207,8 @@ def run(
         },
     )
     write_run(report, model=model, output_dir=output_dir, tracker=tracker)
+    # The run is complete (results.json written): nothing is left to resume.
+    (output_dir / TRAINING_STATE_FILE).unlink(missing_ok=True)
     return report
 
 
@@ -245,4 +250,26 @@ def library_versions() -> dict[str, str]:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = "not installed"
+    versions["dptrain_git"] = _git_commit()
     return versions
+
+
+def _git_commit() -> str:
+    """The code's git commit (``+dirty`` with uncommitted changes), or ``unknown`` outside git."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -76,3 +77,14 @@ def compose_config():
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tests of tiny models: on a shared 2-core machine threads only
+    contend (kymatio's many small ops ran 10-40x slower). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

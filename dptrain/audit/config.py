@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dptrain.audit.executors import EXECUTOR_NAMES
+from dptrain.audit.harm import SEVERITY_WEIGHTS
 from dptrain.errors import ConfigError
 
 AUDIT_MODES = ("leave_many_out", "canary", "whitebox", "none")
@@ -101,6 +102,17 @@ class AuditConfig:
             model also scores the pool with each candidate value, one extra forward pass per
             value. The default config takes them from ``data.sensitive_attributes``; empty
             skips attribute inference.
+        knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge`), tables only: each
+            level is ``all`` or feature groups joined by ``+`` (``demographics+labs``); the
+            attacker queries each model with the unknown features set to the population value,
+            one extra forward pass per level other than ``all``. Empty skips it.
+        feature_groups: Group name -> data columns, for ``knowledge``; the default config takes
+            them from ``data.feature_groups``.
+        severity: Attribute (or ``label``) -> {value -> ``low``, ``medium`` or ``high``}, the
+            harm of a leak in that subgroup (`dptrain.audit.harm`); the default config takes it
+            from ``data.severity``. Empty skips the harm ranking.
+        value_names: The data's raw value -> reported name per subgroup attribute, so that
+            ``severity`` may name raw values (``hemo: {"1": high}``).
     """
 
     mode: str = "leave_many_out"
@@ -136,6 +148,10 @@ class AuditConfig:
     dp_audit_confidence: float = 0.95
     predictable_confidence: float = 0.8
     sensitive_attributes: list[str] = field(default_factory=list)
+    knowledge: list[str] = field(default_factory=list)
+    feature_groups: dict[str, list[str]] = field(default_factory=dict)
+    severity: dict[str, dict[str, str]] = field(default_factory=dict)
+    value_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lira_fixed_variance = _bool_or_auto(self.lira_fixed_variance)
@@ -213,6 +229,20 @@ class AuditConfig:
                 "audit.sensitive_attributes must not repeat a name, got "
                 f"{list(self.sensitive_attributes)}"
             )
+        if len(set(self.knowledge)) != len(self.knowledge) or not all(
+            part for level in self.knowledge for part in str(level).split("+")
+        ):
+            raise ConfigError(
+                "audit.knowledge must name distinct levels, each `all` or groups joined by `+`, "
+                f"got {list(self.knowledge)}"
+            )
+        for attribute, by_value in self.severity.items():
+            for value, level in by_value.items():
+                if level not in SEVERITY_WEIGHTS:
+                    raise ConfigError(
+                        f"audit.severity.{attribute}.{value} must be one of "
+                        f"{list(SEVERITY_WEIGHTS)}, got {level!r}"
+                    )
         if not 0 < self.dp_audit_confidence < 1:
             raise ConfigError(
                 f"audit.dp_audit_confidence must be in (0, 1), got {self.dp_audit_confidence}"

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from dptrain.audit.attribute import AttributeProbe, candidate_signals, probes_key
 from dptrain.audit.executors import DEFAULT_START_METHOD, LocalExecutor, ModelExecutor
+from dptrain.audit.knowledge import KnowledgeLevel, knowledge_key, knowledge_signals
 from dptrain.audit.signals import true_label_confidence
 from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerprint
 from dptrain.data.cohort import Cohort
@@ -67,6 +68,7 @@ def train_reference_models(
     executor: ModelExecutor | None = None,
     store: ModelStore | None = None,
     probes: Sequence[AttributeProbe] = (),
+    knowledge: Sequence[KnowledgeLevel] = (),
 ) -> list[ReferenceModelOutput]:
     """Trains one model per requested row of ``membership`` and returns each model's signals.
 
@@ -86,6 +88,9 @@ def train_reference_models(
         probes: Sensitive attributes (`dptrain.audit.attribute`): each model also scores the pool
             with each attribute set to each of its values, one forward pass per value; empty (the
             default) adds nothing to a model's cost or output.
+        knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge`): each model also
+            scores the pool as each level imputes it, one forward pass per level other than
+            ``all``; empty (the default) adds nothing.
 
     Returns:
         The requested models' outputs, in model order (``reused`` marks the loaded ones).
@@ -102,7 +107,12 @@ def train_reference_models(
             fingerprints[k] = model_fingerprint(
                 recipe_key, seed=model_seed(seed, k), membership_row=membership[k]
             )
-            saved = store.load(k, fingerprint=fingerprints[k], attribute_key=probes_key(probes))
+            saved = store.load(
+                k,
+                fingerprint=fingerprints[k],
+                attribute_key=probes_key(probes),
+                knowledge_key=knowledge_key(knowledge),
+            )
             if saved is not None:
                 outputs[k] = saved
         if outputs:
@@ -116,6 +126,7 @@ def train_reference_models(
             seed=model_seed(seed, k),
             plan=plans[_training_size(pool, membership[k], recipe.privacy.unit)],
             probes=tuple(probes),
+            knowledge=tuple(knowledge),
         )
         for k in missing
     ]
@@ -187,6 +198,7 @@ class _Task:
     seed: int
     plan: PrivacyPlan
     probes: tuple[AttributeProbe, ...] = ()
+    knowledge: tuple[KnowledgeLevel, ...] = ()
 
 
 def _training_size(pool: Cohort, patient_mask: np.ndarray, unit: str) -> tuple[int, int]:
@@ -238,13 +250,14 @@ def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutp
             plan=task.plan,
         )
         signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
+
+        def predict_signals(features: np.ndarray) -> np.ndarray:
+            return true_label_confidence(model.predict_logits(features), pool.labels)
+
         attribute_signals = None
         if task.probes:  # after the signals, which stay the same bits with or without probes
-            attribute_signals = candidate_signals(
-                lambda features: true_label_confidence(model.predict_logits(features), pool.labels),
-                pool.features,
-                task.probes,
-            )
+            attribute_signals = candidate_signals(predict_signals, pool.features, task.probes)
+        imputed_signals = knowledge_signals(predict_signals, pool.features, task.knowledge)
     return ReferenceModelOutput(
         index=task.index,
         signals=signals,
@@ -252,4 +265,6 @@ def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutp
         train_seconds=model.wall_seconds,
         attribute_signals=attribute_signals,
         attribute_key=probes_key(task.probes),
+        knowledge_signals=imputed_signals,
+        knowledge_key=knowledge_key(task.knowledge),
     )

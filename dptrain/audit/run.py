@@ -33,6 +33,13 @@ from dptrain.audit.config import AuditConfig
 from dptrain.audit.epsilon import EpsilonLowerBound
 from dptrain.audit.executors import make_executor
 from dptrain.audit.fdr import PatientExposure, patient_exposure
+from dptrain.audit.harm import HarmRanking, harm_ranking
+from dptrain.audit.knowledge import (
+    KnowledgeCurve,
+    KnowledgeLevel,
+    knowledge_curve,
+    knowledge_levels,
+)
 from dptrain.audit.memorisation import MemorisationSplit, memorisation_split
 from dptrain.audit.metrics import (
     AttackMetrics,
@@ -187,6 +194,10 @@ class AuditResult:
         attribute_inference: One result per ``audit.sensitive_attributes`` entry: the
             lowest-loss attacker's accuracy on members and non-members and its advantage
             (`dptrain.audit.attribute`); empty when none is configured.
+        knowledge: Exposure against each partial-knowledge attacker of ``audit.knowledge``
+            (`dptrain.audit.knowledge`); None when none is configured.
+        harm: Subgroups ranked by severity × exposed share (`dptrain.audit.harm`); None without
+            ``audit.severity``.
     """
 
     num_models: int
@@ -215,6 +226,8 @@ class AuditResult:
     models_reused: int = 0
     memorisation: MemorisationSplit | None = None
     attribute_inference: tuple[AttributeInference, ...] = ()
+    knowledge: KnowledgeCurve | None = None
+    harm: HarmRanking | None = None
 
 
 def run_audit(
@@ -257,6 +270,7 @@ def run_audit(
     """
     started = time.perf_counter()
     probes = attribute_probes(cohort, audit.sensitive_attributes)
+    levels = knowledge_levels(cohort, levels=audit.knowledge, feature_groups=audit.feature_groups)
     membership = balanced_membership_masks(
         patient_labels=cohort.patient_labels,
         num_models=audit.max_models if audit.auto_models else audit.num_models,
@@ -283,6 +297,7 @@ def run_audit(
                 executor=executor,
                 store=store,
                 probes=probes,
+                knowledge=levels,
             )
             outputs.extend(trained)
             return np.stack([output.signals for output in trained])
@@ -321,6 +336,12 @@ def run_audit(
             if probes
             else None
         ),
+        knowledge=levels,
+        knowledge_signals=(
+            np.stack([output.knowledge_signals for output in outputs[: len(signals)]])
+            if any(not level.full for level in levels)
+            else None
+        ),
     )
     return dataclasses.replace(
         result,
@@ -340,6 +361,8 @@ def analyse_signals(
     timings: dict[str, float] | None = None,
     probes: tuple[AttributeProbe, ...] = (),
     attribute_signals: np.ndarray | None = None,
+    knowledge: tuple[KnowledgeLevel, ...] = (),
+    knowledge_signals: np.ndarray | None = None,
 ) -> AuditResult:
     """Attacks, per-patient risk, subgroups and DP bounds from the audit models' signals alone.
 
@@ -358,12 +381,15 @@ def analyse_signals(
         probes: Sensitive attributes to infer (`dptrain.audit.attribute.attribute_probes`).
         attribute_signals: ``(K, n_candidates, n_records)`` float64 φ under each probe's
             candidate values, probes in order; required with ``probes``.
+        knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge.knowledge_levels`).
+        knowledge_signals: ``(K, n_partial_levels, n_records)`` float64 φ of the imputed records;
+            required with a level other than ``all``.
 
     Returns:
         The audit result.
 
     Raises:
-        ValueError: If ``probes`` come without matching ``attribute_signals``.
+        ValueError: If ``probes`` (or ``knowledge``) come without matching signals.
     """
     timings = dict(timings or {})
     stage = time.perf_counter()
@@ -454,6 +480,33 @@ def analyse_signals(
     )
     if probes:
         timings["attribute_inference_seconds"] = time.perf_counter() - stage
+    stage = time.perf_counter()
+    curve = knowledge_curve(
+        levels=knowledge,
+        signals=signals,
+        knowledge_signals=knowledge_signals,
+        membership=membership,
+        cohort=cohort,
+        thresholds=thresholds,
+        aggregation=audit.patient_aggregation,
+        confidence=audit.confidence,
+        repeats=audit.null_repeats,
+        seed=seed,
+    )
+    if knowledge:
+        timings["knowledge_seconds"] = time.perf_counter() - stage
+    harm = None
+    if audit.severity and thresholds:
+        harm = harm_ranking(
+            patient_auc=risk.auc,
+            attributes=dict(cohort.attributes),
+            patient_labels=None if cohort.task == "multilabel" else cohort.patient_labels,
+            class_names=cohort.class_names,
+            severity=audit.severity,
+            value_names=audit.value_names,
+            threshold=thresholds[0],
+            confidence=audit.confidence,
+        )
     return AuditResult(
         num_models=len(membership),
         pool_patients=cohort.n_patients,
@@ -493,6 +546,8 @@ def analyse_signals(
         record_patient=cohort.record_patient,
         memorisation=memorisation,
         attribute_inference=inferred,
+        knowledge=curve,
+        harm=harm,
     )
 
 

@@ -40,6 +40,9 @@ class ReferenceModelOutput:
             sensitive attribute set to each of its values (`dptrain.audit.attribute`); None when
             the audit infers no attribute.
         attribute_key: What ``attribute_signals`` were computed for (`probes_key`); "" if None.
+        knowledge_signals: ``(n_partial_levels, n_records)`` float64 φ of every pool record as a
+            partial-knowledge attacker imputes it (`dptrain.audit.knowledge`); None without one.
+        knowledge_key: What ``knowledge_signals`` were computed for (`knowledge_key`).
     """
 
     index: int
@@ -49,6 +52,8 @@ class ReferenceModelOutput:
     reused: bool = False
     attribute_signals: np.ndarray | None = None
     attribute_key: str = ""
+    knowledge_signals: np.ndarray | None = None
+    knowledge_key: str = ""
 
 
 def model_fingerprint(recipe_fingerprint: str, *, seed: int, membership_row: np.ndarray) -> str:
@@ -105,11 +110,14 @@ class ModelStore:
         if output.attribute_signals is not None:
             arrays["attribute_signals"] = output.attribute_signals
             arrays["attribute_key"] = np.str_(output.attribute_key)
+        if output.knowledge_signals is not None:
+            arrays["knowledge_signals"] = output.knowledge_signals
+            arrays["knowledge_key"] = np.str_(output.knowledge_key)
         atomic_write(target, lambda file: np.savez(file, **arrays))
         return target
 
     def load(
-        self, index: int, *, fingerprint: str, attribute_key: str = ""
+        self, index: int, *, fingerprint: str, attribute_key: str = "", knowledge_key: str = ""
     ) -> ReferenceModelOutput | None:
         """Model ``index``'s saved output if its file exists with this fingerprint, else None.
 
@@ -117,7 +125,8 @@ class ModelStore:
         place and ignored; the model is retrained and the file overwritten. With an
         ``attribute_key`` the file must also hold the attribute-inference signals of those
         attributes (files from before attribute inference, or for other attributes, are
-        retrained: the model itself is not saved); without one, such signals are ignored.
+        retrained: the model itself is not saved); without one, such signals are ignored. The
+        same holds for ``knowledge_key`` and the partial-knowledge signals.
         """
         path = self.path(index)
         if not path.is_file():
@@ -130,6 +139,10 @@ class ModelStore:
             if attribute_key and saved_key != attribute_key:
                 log.info("audit: %s lacks these attributes' signals; retraining", path.name)
                 return None
+            saved_knowledge = str(saved["knowledge_key"]) if "knowledge_key" in saved.files else ""
+            if knowledge_key and saved_knowledge != knowledge_key:
+                log.info("audit: %s lacks these knowledge levels' signals; retraining", path.name)
+                return None
             return ReferenceModelOutput(
                 index=index,
                 signals=saved["signals"].copy(),
@@ -138,4 +151,6 @@ class ModelStore:
                 reused=True,
                 attribute_signals=saved["attribute_signals"].copy() if attribute_key else None,
                 attribute_key=attribute_key,
+                knowledge_signals=saved["knowledge_signals"].copy() if knowledge_key else None,
+                knowledge_key=knowledge_key,
             )

@@ -6,6 +6,8 @@ audit's finished models) but first removes that run's ``results.json`` (first, s
 shows an old ``results.json`` beside new files), its checkpoint and report, and the temporary
 files of writes a killed run never finished: a run without its own ``results.json`` did not
 finish, and must not look as if it had, nor leave an earlier run's model looking like its own.
+The deployed model's ``training_state.pt`` is kept: a re-launched run continues from it when it
+was saved with the same recipe and data (`dptrain.training.resume`), and ignores it otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dptrain.reporting.writer import CHECKPOINT_FILE, REPORT_FILE
 
 LOCK_FILE = ".dptrain.lock"
 # Rewritten by every run: removed when a run starts, so a killed run leaves none of an earlier one.
+# (Not training_state.pt: `fit` resumes from it only for the same recipe and data.)
 EARLIER_RUN_FILES = (CHECKPOINT_FILE, REPORT_FILE)
 
 

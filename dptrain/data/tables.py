@@ -59,6 +59,12 @@ class TableDataConfig:
         sensitive_attributes: Binary or one-hot categorical feature columns whose disclosure would
             harm a patient (HIV risk factors, a psychiatric diagnosis); the leave-many-out audit
             infers each from its models (``audit.sensitive_attributes`` defaults to this list).
+        feature_groups: Group name -> input columns, what a partial-knowledge attacker may know
+            (``demographics: [age, race]``; `dptrain.audit.knowledge`).
+        knowledge: Knowledge levels the audit evaluates by default (``audit.knowledge``):
+            ``all`` or groups joined by ``+``.
+        severity: Subgroup attribute (or ``label``) -> {value -> ``low``/``medium``/``high``},
+            the harm of a leak there (``audit.severity`` defaults to this; `dptrain.audit.harm`).
     """
 
     path: str
@@ -78,6 +84,9 @@ class TableDataConfig:
     stray_text: str = "error"
     min_subgroup_size: int = 5
     sensitive_attributes: list[str] = field(default_factory=list)
+    feature_groups: dict[str, list[str]] = field(default_factory=dict)
+    knowledge: list[str] = field(default_factory=list)
+    severity: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.label_columns:

@@ -15,7 +15,13 @@ import numpy as np
 
 from dptrain.audit.run import VIOLATION_EVIDENCE, AttackResult, AuditResult
 from dptrain.privacy.accounting import PrivacySpend
-from dptrain.reporting.markdown import number, table
+from dptrain.reporting.attacker_markdown import (
+    attribute_inference_section,
+    harm_section,
+    knowledge_section,
+    memorisation_section,
+)
+from dptrain.reporting.markdown import number, percent, table, threshold_index
 from dptrain.reporting.results import RunReport
 
 
@@ -24,7 +30,7 @@ def audit_console_lines(report: RunReport) -> list[str]:
     audit, spend = report.audit, report.privacy
     bounds, patients = audit.bounds, audit.patients
     best = _attack(audit, audit.best_attack)
-    high = _threshold_index(patients.thresholds, 0.9)
+    high = threshold_index(patients.thresholds, 0.9)
     if spend.private and spend.unit == "patient":
         budget = (
             f"budget       ε = {spend.epsilon:.2f} per patient allows attack AUC ≤ "
@@ -58,8 +64,8 @@ def audit_console_lines(report: RunReport) -> list[str]:
     if first is not None:
         estimate = (
             f"; est. share true AUC > {shares.thresholds[first]:g} = "
-            f"{_percent(shares.share_above[first])} [{_percent(shares.share_lower[first])}, "
-            f"{_percent(shares.share_upper[first])}]"
+            f"{percent(shares.share_above[first])} [{percent(shares.share_lower[first])}, "
+            f"{percent(shares.share_upper[first])}]"
         )
     per_patient = (
         f"patients     noise floor p99 = {floor.band(floor.p99_auc)[0]:.3f}, max = "
@@ -78,6 +84,8 @@ def audit_sections(report: RunReport, *, images: dict[str, Path]) -> list[str]:
         subgroup_section(audit),
         *([memorisation_section(audit)] if audit.memorisation is not None else []),
         *([attribute_inference_section(audit)] if audit.attribute_inference else []),
+        *([knowledge_section(audit)] if audit.knowledge is not None else []),
+        *([harm_section(audit)] if audit.harm is not None else []),
         attacks_section(audit),
         figures_section(images),
         notes_section(report),
@@ -147,8 +155,8 @@ def headline_section(report: RunReport) -> str:
             [
                 f"estimated share with true AUC > {threshold:g} (empirical Bayes)",
                 "0" if excluded else "not excluded",
-                f"{_percent(shares.share_above[index])} [{_percent(shares.share_lower[index])}, "
-                f"{_percent(shares.share_upper[index])}]",
+                f"{percent(shares.share_above[index])} [{percent(shares.share_lower[index])}, "
+                f"{percent(shares.share_upper[index])}]",
                 "0 (no membership effect)",
             ]
         )
@@ -229,10 +237,6 @@ def _count(share: float, total: int) -> str:
     return "n/a" if np.isnan(share) else f"{share * total:.0f}"
 
 
-def _percent(value: float) -> str:
-    return "n/a" if value is None or np.isnan(value) else f"{value:.1%}"
-
-
 def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> list[str]:
     lower = audit.epsilon_lower_bound
     measured = (
@@ -274,7 +278,7 @@ def subgroup_section(audit: AuditResult) -> str:
             number(row.max_auc),
             *[f"{share:.1%}" for share in row.share_above],
             f"{row.share_above_lower_bound[-1]:.1%}",
-            _percent(None if row.estimated_share_above is None else row.estimated_share_above[0]),
+            percent(None if row.estimated_share_above is None else row.estimated_share_above[0]),
             "n/a" if row.exposed_fdr is None else row.exposed_fdr,
             "n/a" if row.exposed_fdr_within is None else row.exposed_fdr_within,
         ]
@@ -287,202 +291,6 @@ def subgroup_section(audit: AuditResult) -> str:
         "subgroup's patients on the cohort-wide list and on the subgroup's own list (FDR "
         f"{rate:.0%} within the subgroup).\n\n" + table(header, rows)
     )
-
-
-def memorisation_section(audit: AuditResult) -> str:
-    """Exposed patients split into memorised (membership leaks) and predictable from the population.
-
-    Raises:
-        ValueError: If the audit has no memorisation split.
-    """
-    split = audit.memorisation
-    if split is None:
-        raise ValueError("this audit result has no memorisation split")
-    cohort, tau = split.cohort, split.predictable_confidence
-    if not len(cohort.thresholds):
-        return "## Memorisation or generalisation\n\nNo risk thresholds are configured."
-    level = f"{split.confidence:.0%}"
-    floor_header = f"noise floor of memorised: mean ({split.level:.0%} of re-labellings below)"
-    by_threshold = [
-        [
-            f"AUC > {threshold:g}",
-            int(cohort.exposed[index]),
-            _share_cell(cohort.memorised[index], cohort.memorised_interval[index], cohort),
-            _memorised_floor_cell(cohort, index),
-            _share_cell(
-                cohort.predictable_exposed[index],
-                cohort.predictable_exposed_interval[index],
-                cohort,
-            ),
-        ]
-        for index, threshold in enumerate(cohort.thresholds)
-    ]
-    first = 0
-    threshold = cohort.thresholds[first]
-    by_subgroup = [
-        [
-            row.attribute,
-            row.value,
-            row.n_patients,
-            _share_cell(row.predictable, row.predictable_interval, row),
-            number(row.median_out_confidence),
-            int(row.exposed[first]),
-            _share_cell(row.memorised[first], row.memorised_interval[first], row),
-            _memorised_floor_cell(row, first),
-            _share_cell(
-                row.predictable_exposed[first], row.predictable_exposed_interval[first], row
-            ),
-            "n/a" if row.fdr_memorised is None else f"{row.fdr_memorised} / {row.fdr_predictable}",
-        ]
-        for row in split.rows
-    ]
-    return (
-        "## Memorisation or generalisation\n\n"
-        "A high patient AUC is a membership leak when the models learned the patient "
-        "specifically. Beside it stands the population baseline: the mean probability p̄_OUT "
-        "that the models which never saw the patient give the patient's true label ("
-        + (
-            "of the patient's most exposed record"
-            if split.aggregation == "max"
-            else "mean over the patient's records"
-        )
-        + f"). An exposed patient with p̄_OUT ≥ {tau:g} is **predictable from the population**: "
-        "any model predicts their label, so a confident score under the models that trained on "
-        "them is the population's pattern, and they are **not counted as membership leaks**. An "
-        f"exposed patient with p̄_OUT < {tau:g} is **memorised**: the models without them get "
-        "them wrong or unsure, and the models with them learned them. Shares are of all the "
-        f"row's patients with {level} Clopper–Pearson intervals; the floor is the memorised count "
-        "on this run's signals with the membership effect removed and the model pairs "
-        f"re-labelled ({split.repeats} times): what chance gives at K = {audit.num_models}.\n\n"
-        + _memorisation_verdict(split)
-        + "\n\n"
-        + table(
-            [
-                "all patients",
-                "exposed",
-                "memorised (leaks)",
-                floor_header,
-                "predictable from the population (not leaks)",
-            ],
-            by_threshold,
-        )
-        + f"\n\nBy subgroup, exposed meaning patient AUC > {threshold:g}:\n\n"
-        + table(
-            [
-                "attribute",
-                "value",
-                "patients",
-                f"predictable (p̄_OUT ≥ {tau:g}), exposed or not",
-                "median p̄_OUT",
-                "exposed",
-                "memorised",
-                "floor of memorised",
-                "predictable exposed",
-                f"FDR {audit.exposure.rate:.0%} list: memorised / predictable",
-            ],
-            by_subgroup,
-        )
-    )
-
-
-def _memorisation_verdict(split) -> str:
-    cohort = split.cohort
-    threshold, exposed = cohort.thresholds[0], int(cohort.exposed[0])
-    memorised, predictable = int(cohort.memorised[0]), int(cohort.predictable_exposed[0])
-    upper = cohort.memorised_floor_upper[0]
-    chance = (
-        f"within its noise floor ({upper:.0f}): no evidence of memorisation beyond chance at this K"
-        if memorised <= upper
-        else f"above its noise floor ({upper:.0f})"
-    )
-    listed = ""
-    if cohort.fdr_memorised is not None:
-        listed = (
-            f" Of the patients on the FDR list, {cohort.fdr_memorised} are memorised and "
-            f"{cohort.fdr_predictable} predictable from the population."
-        )
-    return (
-        f"**{memorised} of the {exposed} patients with AUC > {threshold:g} are memorised**, "
-        f"{chance}; {predictable} are predictable from the population." + listed
-    )
-
-
-def _memorised_floor_cell(row, index: int) -> str:
-    mean, upper = float(row.memorised_floor[index]), float(row.memorised_floor_upper[index])
-    return "n/a" if np.isnan(mean) else f"{mean:.1f} ({upper:.0f})"
-
-
-def _share_cell(count: float, interval: np.ndarray, row) -> str:
-    if not row.n_patients:
-        return f"{int(count)}"
-    return (
-        f"{int(count)} ({_percent(count / row.n_patients)} [{_percent(interval[0])}, "
-        f"{_percent(interval[1])}])"
-    )
-
-
-def attribute_inference_section(audit: AuditResult) -> str:
-    """The attribute-inference attacker's accuracy on members vs non-members, per attribute."""
-    results = audit.attribute_inference
-    first = results[0]
-    rows = []
-    for result in results:
-        for row in result.rows:
-            rows.append(
-                [
-                    result.attribute,
-                    "all patients" if row.true_value == "all" else f"= {row.true_value}",
-                    row.n_patients,
-                    _interval_cell(row.member_accuracy, row.member_interval),
-                    _interval_cell(row.nonmember_accuracy, row.nonmember_interval),
-                    _interval_cell(row.advantage, row.advantage_interval),
-                    number(result.majority_accuracy) if row.true_value == "all" else "",
-                ]
-            )
-    verdicts = []
-    for result in results:
-        overall = result.overall
-        lower, upper = overall.advantage_interval
-        if lower > 0:
-            verdict = "the models reveal it for their own patients more than for others"
-        elif upper < 0:
-            verdict = "the attacker does worse on members (no evidence of a leak)"
-        else:
-            verdict = "no detectable member advantage (the interval includes 0)"
-        verdicts.append(
-            f"- **{result.attribute}**: member advantage {number(overall.advantage)} "
-            f"[{number(lower)}, {number(upper)}]: {verdict}."
-        )
-    return (
-        "## Attribute inference\n\n"
-        f"Attacker: {first.attacker}. Members are the positive class: each model's accuracy on "
-        "the patients it trained on is compared with its accuracy on those it did not, and in "
-        "every complementary model pair each patient is a member of one model and a non-member "
-        "of the other, so the member advantage is a paired difference per patient, averaged "
-        "over patients. Accuracy on non-members is what the population's correlations alone "
-        "give an attacker; the advantage is what training on the patient adds. Intervals: "
-        f"{first.confidence:.0%} percentile bootstrap over patients ({first.num_bootstrap} "
-        "resamples). The majority guess is the accuracy of always guessing the commonest value, "
-        "without any model.\n\n"
-        + "\n".join(verdicts)
-        + "\n\n"
-        + table(
-            [
-                "attribute",
-                "patients with value",
-                "patients",
-                "accuracy on members",
-                "accuracy on non-members",
-                "member advantage",
-                "majority guess",
-            ],
-            rows,
-        )
-    )
-
-
-def _interval_cell(value: float, interval: np.ndarray) -> str:
-    return f"{number(value)} [{number(float(interval[0]))}, {number(float(interval[1]))}]"
 
 
 def attacks_section(audit: AuditResult) -> str:
@@ -605,8 +413,3 @@ def _group_privacy_note(audit: AuditResult) -> list[str]:
 
 def _attack(audit: AuditResult, name: str) -> AttackResult:
     return next(attack for attack in audit.attacks if attack.name == name)
-
-
-def _threshold_index(thresholds: np.ndarray, value: float) -> int | None:
-    matches = np.flatnonzero(np.isclose(thresholds, value))
-    return int(matches[0]) if len(matches) else None

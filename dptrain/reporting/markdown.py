@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from dptrain.reporting.results import RunReport
 from dptrain.training.evaluate import METRIC_NAMES, UtilityMetrics, UtilityReport
 
@@ -28,6 +30,17 @@ def number(value: float | None, digits: int = 3) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal, ``n/a`` when undefined."""
+    return "n/a" if value is None or np.isnan(value) else f"{value:.1%}"
+
+
+def threshold_index(thresholds: np.ndarray, value: float) -> int | None:
+    """Position of ``value`` among ``thresholds`` (within float tolerance), or None."""
+    matches = np.flatnonzero(np.isclose(thresholds, value))
+    return int(matches[0]) if len(matches) else None
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

@@ -23,6 +23,7 @@ from dptrain.audit.subgroups import WHOLE_COHORT
 ROC_FILE = "roc.png"
 SURVIVAL_FILE = "patient_risk_survival.png"
 HISTOGRAM_FILE = "patient_risk_histogram.png"
+KNOWLEDGE_FILE = "exposure_by_knowledge.png"
 
 
 def write_audit_plots(audit: AuditResult, run_dir: Path) -> dict[str, Path]:
@@ -36,11 +37,14 @@ def write_audit_plots(audit: AuditResult, run_dir: Path) -> dict[str, Path]:
         Plot name -> path.
     """
     run_dir = Path(run_dir)
-    return {
+    plots = {
         "roc": _save(plot_roc(audit), run_dir / ROC_FILE),
         "patient_risk_survival": _save(plot_survival(audit), run_dir / SURVIVAL_FILE),
         "patient_risk_histogram": _save(plot_histogram(audit), run_dir / HISTOGRAM_FILE),
     }
+    if audit.knowledge is not None and len(audit.knowledge.thresholds):
+        plots["exposure_by_knowledge"] = _save(plot_knowledge(audit), run_dir / KNOWLEDGE_FILE)
+    return plots
 
 
 def plot_roc(audit: AuditResult) -> plt.Figure:
@@ -114,6 +118,36 @@ def plot_histogram(audit: AuditResult) -> plt.Figure:
     axes.set_title(f"Patient risk, {len(auc)} patients, K = {audit.num_models}")
     if axes.get_legend_handles_labels()[1]:  # the non-private baseline has no DP line
         axes.legend(fontsize=8)
+    return figure
+
+
+def plot_knowledge(audit: AuditResult) -> plt.Figure:
+    """Exposed share at the first risk threshold against attacker knowledge, one line per subgroup.
+
+    The whole cohort is drawn thick and black, with its Clopper–Pearson interval as a band and
+    its noise floor dotted; every subgroup value is a thin line.
+    """
+    curve = audit.knowledge
+    x = np.arange(len(curve.levels))
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    for position, row in enumerate(curve.levels[0].rows):
+        rows = [result.rows[position] for result in curve.levels]
+        share = np.array([r.exposed[0] / r.n_patients if r.n_patients else np.nan for r in rows])
+        if position == 0:
+            interval = np.array([r.exposed_interval[0] for r in rows])
+            axes.fill_between(x, interval[:, 0], interval[:, 1], color="black", alpha=0.12)
+            floor = np.array([r.exposed_floor[0] / r.n_patients for r in rows])
+            axes.plot(x, floor, ":", color="grey", label="noise floor (all patients)")
+            axes.plot(x, share, "o-", color="black", linewidth=2.2, label=WHOLE_COHORT)
+        else:
+            axes.plot(x, share, ".-", linewidth=0.9, label=f"{row.attribute} = {row.value}")
+    axes.set_xticks(x, [result.level for result in curve.levels])
+    axes.set(
+        xlabel="what the attacker knows",
+        ylabel=f"share of patients with AUC > {curve.thresholds[0]:g}",
+    )
+    axes.set_title("Exposure by attacker knowledge")
+    axes.legend(fontsize=6, ncol=2, loc="upper left")
     return figure
 
 

@@ -43,6 +43,8 @@ def run_summary(report: RunReport) -> dict[str, Any]:
         summary |= subgroup_metrics(report.audit)
         summary |= memorisation_metrics(report.audit)
         summary |= attribute_inference_metrics(report.audit)
+        summary |= knowledge_metrics(report.audit)
+        summary |= harm_metrics(report.audit)
     for row in report.dp_audits:
         if row.applicable:
             summary[f"dp_audit/{row.name}/epsilon_lower_bound"] = row.epsilon_lower_bound
@@ -116,6 +118,40 @@ def attribute_inference_metrics(audit: AuditResult) -> dict[str, float]:
         metrics[f"{prefix}/advantage_upper"] = float(overall.advantage_interval[1])
         metrics[f"{prefix}/majority_accuracy"] = result.majority_accuracy
     return metrics
+
+
+def knowledge_metrics(audit: AuditResult) -> dict[str, float]:
+    """Per knowledge level: patient AUC median/max and the exposed share, cohort and subgroups.
+
+    Keys ``knowledge/<level>/{patient_auc_median,patient_auc_p99,patient_auc_max}``,
+    ``knowledge/<level>/share_above_<t>`` and
+    ``knowledge/<level>/<attribute>=<value>/share_above_<t>``; empty without knowledge levels.
+    """
+    curve = audit.knowledge
+    if curve is None:
+        return {}
+    metrics = {}
+    for result in curve.levels:
+        prefix = f"knowledge/{result.level}"
+        metrics[f"{prefix}/patient_auc_median"] = result.median_auc
+        metrics[f"{prefix}/patient_auc_p99"] = result.p99_auc
+        metrics[f"{prefix}/patient_auc_max"] = result.max_auc
+        for row in result.rows:
+            subgroup = f"{prefix}/{row.attribute}={row.value}"
+            group = prefix if row.attribute == WHOLE_COHORT else subgroup
+            for index, threshold in enumerate(curve.thresholds):
+                share = float(row.exposed[index] / row.n_patients) if row.n_patients else None
+                metrics[f"{group}/share_above_{threshold:g}"] = share
+    return metrics
+
+
+def harm_metrics(audit: AuditResult) -> dict[str, float]:
+    """Severity × exposed share per subgroup: ``harm/<attribute>=<value>/weighted_share``."""
+    if audit.harm is None:
+        return {}
+    return {
+        f"harm/{row.attribute}={row.value}/weighted_share": row.weighted for row in audit.harm.rows
+    }
 
 
 def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:

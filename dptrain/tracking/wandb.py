@@ -68,7 +68,8 @@ class WandbTrackerConfig:
             mode=mode,
             group=self.group,
             tags=list(self.tags),
-            name=run_name,
+            # In a sweep every run shares the config name: its folder tells the runs apart.
+            name=run_dir.name if self.group else run_name,
             dir=str(run_dir),
             config=flatten_config(config),
         )

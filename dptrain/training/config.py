@@ -45,6 +45,10 @@ class TrainConfig:
         threads: Intra-op threads of the deployed model's training; 0 chooses by model size
             (one thread for tiny models, which lose to thread contention; the available cores
             for big ones; `dptrain.training.threads`). The audit's models always use one each.
+        checkpoint_every: Epochs between the deployed model's training checkpoints
+            (``<run dir>/training_state.pt``, also written after the last epoch), from which a
+            killed run re-launched into its directory continues with the same numbers
+            (`dptrain.training.resume`); 0 disables them.
     """
 
     epochs: int = 30
@@ -59,6 +63,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     device: str = "auto"
     threads: int = 0
+    checkpoint_every: int = 1
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_physical_batch_size", "augment_multiplicity"):
@@ -80,6 +85,11 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if isinstance(self.threads, bool) or self.threads < 0:
             raise ConfigError(f"train.threads must be >= 0 (0 = by model size), got {self.threads}")
+        if isinstance(self.checkpoint_every, bool) or self.checkpoint_every < 0:
+            raise ConfigError(
+                f"train.checkpoint_every must be >= 0 (0 = no checkpoints), got "
+                f"{self.checkpoint_every}"
+            )
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
 

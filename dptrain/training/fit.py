@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,12 +30,14 @@ from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
 from dptrain.training.device import resolve_device
 from dptrain.training.loop import (
+    ParameterAverage,
     RecordLoss,
     already_batched,
     record_dataset,
     train_epochs,
 )
 from dptrain.training.patients import PatientLoss, PatientRecords
+from dptrain.training.resume import TrainingCheckpoints, training_fingerprint
 
 log = logging.getLogger(__name__)
 PREDICT_BATCH_SIZE = 4096
@@ -115,6 +118,7 @@ def fit(
     progress: bool = False,
     on_epoch: Callable[[EpochLog], None] | None = None,
     private_parts_hook: Callable[[TrainingParts], None] | None = None,
+    state_path: Path | None = None,
 ) -> TrainedModel:
     """Trains one model on all records of ``cohort`` with the recipe (model, privacy, train).
 
@@ -134,6 +138,11 @@ def fit(
         private_parts_hook: Called once with the private training parts (Opacus' model,
             optimiser and Poisson loader) before the first step; the white-box audit attaches its
             gradient canaries to the optimiser here, so audited runs take this one training path.
+        state_path: Where to keep the resumable training state (``<run dir>/training_state.pt``)
+            every ``train.checkpoint_every`` epochs; a state saved there by a run with the same
+            recipe, seed and data is continued from (`dptrain.training.resume`). The file stays
+            after training (a kill during the audit resumes with no epoch to redo); the caller
+            removes it once the run is complete. None (the audit's models) keeps none.
 
     Returns:
         The trained model.
@@ -188,6 +197,7 @@ def fit(
                 generator=torch.Generator().manual_seed(seed + 3),
             )
             criterion = PatientLoss(criterion)
+        patient_generator = getattr(dataset, "generator", None)
         data_loader = DataLoader(
             dataset,
             batch_size=train.batch_size,
@@ -211,11 +221,33 @@ def fit(
             )
             if private_parts_hook is not None:
                 private_parts_hook(parts)
+        average = ParameterAverage(module, train.ema_decay) if train.ema_decay else None
+        augment_generator = torch.Generator().manual_seed(seed + 2)
+        checkpoints = None
+        if state_path is not None and train.checkpoint_every > 0:
+            checkpoints = TrainingCheckpoints(
+                path=state_path,
+                every=train.checkpoint_every,
+                epochs=train.epochs,
+                fingerprint=training_fingerprint(
+                    cohort=cohort,
+                    model_factory=model_factory,
+                    train=train,
+                    plan=plan,
+                    seed=seed,
+                    device=device,
+                ),
+                module=module,
+                parts=parts,
+                generators=[augment_generator, patient_generator],
+                average=average,
+            )
+        resumed = checkpoints.restore() if checkpoints is not None else None
 
         history: list[EpochLog] = []
         bar = tqdm(total=train.epochs, desc="training", unit="epoch", disable=not progress)
 
-        def record_epoch(epoch: int, loss: float) -> None:
+        def record_epoch(epoch: int, loss: float, *, restored: bool = False) -> None:
             entry = EpochLog(
                 epoch=epoch + 1,
                 loss=loss,
@@ -225,8 +257,15 @@ def fit(
             history.append(entry)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", eps=f"{entry.epsilon:.2f}")
-            if on_epoch is not None:
+            if on_epoch is not None:  # a resumed run replays its restored epochs to the tracker
                 on_epoch(entry)
+            if checkpoints is not None and not restored and checkpoints.due(epoch + 1):
+                checkpoints.save(
+                    epoch + 1, [(e.epoch, e.loss, e.epsilon_rdp, e.epsilon) for e in history]
+                )
+
+        for epoch, loss, _, _ in resumed.history if resumed is not None else ():
+            record_epoch(epoch - 1, loss, restored=True)
 
         started = time.perf_counter()
         try:
@@ -237,9 +276,10 @@ def fit(
                 private=privacy.private,
                 on_epoch=record_epoch,
                 device=device,
-                augment=_augmenter(preprocessing, seed),
+                augment=_augmenter(preprocessing, augment_generator),
                 augment_multiplicity=train.augment_multiplicity,
-                ema_decay=train.ema_decay,
+                first_epoch=resumed.epoch if resumed is not None else 0,
+                average=average,
             )
         finally:
             bar.close()
@@ -299,12 +339,11 @@ def _grad_sample_mode(
 
 
 def _augmenter(
-    preprocessing: FittedPreprocessing, seed: int
+    preprocessing: FittedPreprocessing, generator: torch.Generator
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The data's training-only augmentation (seeded), or None when it configures none."""
+    """The data's training-only augmentation drawing from ``generator``, or None without one."""
     if not getattr(preprocessing, "augmentations", ()):
         return None
-    generator = torch.Generator().manual_seed(seed + 2)
     return lambda batch: preprocessing.augment(batch.cpu(), generator).to(batch.device)
 
 

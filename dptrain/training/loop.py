@@ -166,8 +166,10 @@ def train_epochs(
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     augment_multiplicity: int = 1,
     ema_decay: float = 0.0,
+    first_epoch: int = 0,
+    average: ParameterAverage | None = None,
 ) -> None:
-    """Runs ``epochs`` passes and reports each epoch's mean training loss to ``on_epoch``.
+    """Runs epochs ``first_epoch..epochs-1`` and reports each one's mean loss to ``on_epoch``.
 
     Args:
         parts: Model, optimiser, loss and loader, plain or made private by Opacus.
@@ -181,16 +183,20 @@ def train_epochs(
             accumulates the per-sample gradients of the k forward passes into one per record
             before clipping.
         ema_decay: Decay of the parameters' moving average (0: none); the module ends with it.
+        first_epoch: The 0-based epoch to start from (a resumed run's epochs done).
+        average: The moving average to continue (a resumed run's, or one the caller checkpoints);
+            None starts one when ``ema_decay`` > 0.
     """
     module, optimizer, criterion = parts.module, parts.optimizer, parts.criterion
     device = device or torch.device("cpu")
     views = augment_multiplicity if augment is not None else 1
-    average = ParameterAverage(module, ema_decay) if ema_decay else None
+    if average is None and ema_decay:
+        average = ParameterAverage(module, ema_decay)
     module.train()
     with warnings.catch_warnings():
         # Opacus' hooks fire on module outputs because the inputs need no gradient: expected.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             losses = []
             with physical_batches(
                 parts.data_loader,

@@ -20,7 +20,8 @@ from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 from dptrain.models import MLPConfig
 from dptrain.privacy.accounting import PrivacyConfig
-from dptrain.reporting.audit_markdown import attribute_inference_section, audit_sections
+from dptrain.reporting.attacker_markdown import attribute_inference_section
+from dptrain.reporting.audit_markdown import audit_sections
 from dptrain.reporting.summary import attribute_inference_metrics
 from dptrain.training.config import TrainConfig
 

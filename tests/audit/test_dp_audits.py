@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from dptrain.audit.config import DP_AUDIT_NAMES, AuditConfig
 from dptrain.audit.dp_audits import DP_AUDITS, DPAuditInputs, DPAuditRow, run_dp_audits
@@ -18,13 +17,7 @@ from dptrain.reporting.dp_audit_markdown import dp_audit_console_lines, verdict
 from dptrain.reporting.results import to_plain
 from dptrain.training.config import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_cohort(n_patients: int = 400) -> Cohort:

@@ -19,7 +19,8 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 from dptrain.privacy.accounting import PrivacySpend
-from dptrain.reporting.audit_markdown import audit_sections, memorisation_section
+from dptrain.reporting.attacker_markdown import memorisation_section
+from dptrain.reporting.audit_markdown import audit_sections
 from dptrain.reporting.summary import memorisation_metrics
 
 K = 16

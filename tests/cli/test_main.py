@@ -64,7 +64,7 @@ def test_private_run_writes_a_complete_results_file(monkeypatch, capsys, tmp_pat
     assert audit["epsilon_lower_bound"]["ceiling"] >= audit["epsilon_lower_bound"]["epsilon"]
     assert "signals" not in audit and "membership" not in audit  # arrays go to audit_arrays.npz
     assert results["config"]["privacy"]["epsilon"] == 4.0
-    assert set(results["versions"]) >= {"torch", "opacus", "python"}
+    assert set(results["versions"]) >= {"torch", "opacus", "python", "dptrain_git"}
     for name in ("report.md", "model.pt", "patient_risk.csv", "audit_arrays.npz", "roc.png"):
         assert (run_dir / name).is_file(), name
     report = (run_dir / "report.md").read_text()

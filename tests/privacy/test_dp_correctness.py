@@ -24,14 +24,7 @@ from dptrain.training.config import TrainConfig
 CONFIDENCE = 0.99
 TRAIN = TrainConfig(epochs=5, batch_size=100, lr=0.01, class_weights="none", device="cpu")
 NUM_CANARIES = 4000
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_cohort() -> Cohort:

@@ -30,14 +30,7 @@ PARAMS = [
     if mode in PATIENT_GRAD_SAMPLE_MODES
 ]
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: intra-op threads only contend on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_every_registered_model_has_a_patient_level_case():

@@ -46,7 +46,9 @@ def test_offline_run_has_group_flat_config_summary_and_a_pseudonymised_table(
     sync_dir = Path(note.removeprefix("wandb sync "))
     assert note.startswith("wandb sync ") and sync_dir.name.startswith("offline-run-")
     run = read_offline_run(sync_dir)
-    assert run.group == "multirun/2024-05-01/10-00-00" and run.name == "unit"
+    assert (
+        run.group == "multirun/2024-05-01/10-00-00" and run.name == tmp_path.name
+    )  # the run folder, in a sweep
     # Flat keys, so the runs table filters on `privacy.epsilon` directly.
     assert run.config["privacy.epsilon"] == math.inf and run.config["model.hidden"] == [8, 8]
     assert "privacy" not in run.config and run.config["seed"] == 2

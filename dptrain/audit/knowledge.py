@@ -1,0 +1,416 @@
+"""What an attacker who knows only part of a record learns: exposure as a function of knowledge.
+
+The leave-many-out audit scores a patient with their full record and label, the strongest
+black-box attacker. A real attacker usually knows less: a patient's demographics from a public
+profile, perhaps a few labs. Following the partial-knowledge setting of Jayaraman & Evans (2022,
+"Are attribute inference attacks just imputation?") and the imputation attackers of
+Fredrikson et al. (2014), each knowledge level names the feature groups the attacker knows
+(``audit.knowledge``, groups from ``data.feature_groups``): the record they query the model with
+keeps the known features and replaces every other one by the population's value, the median of
+the pool's records for a numeric input and the most frequent level for a one-hot block; the label
+is known. ``all`` is the full record, i.e. the audit's own attacker.
+
+Every audit model scores the imputed pool once per partial level (one extra forward pass each,
+`dptrain.audit.reference`), and each level's signals go through exactly the per-patient
+machinery of the full audit (`record_vulnerability`, `patient_risk`): per-patient AUC, its
+median, 99th percentile and maximum, and the share of patients above each risk threshold, for the
+cohort and every subgroup, with Clopper–Pearson intervals and the noise floor of the membership-free
+re-labelled signals (`dptrain.audit.null`'s method). At ``all`` the numbers are the audit's own,
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dptrain.audit.memorisation import proportion_interval
+from dptrain.audit.metrics import record_vulnerability
+from dptrain.audit.paired import remove_membership_effect
+from dptrain.audit.patients import aggregate_by_patient, patient_risk
+from dptrain.audit.subgroups import WHOLE_COHORT
+from dptrain.data.cohort import Cohort
+from dptrain.data.splits import balanced_membership_masks
+from dptrain.errors import ConfigError
+
+FULL_RECORD = "all"
+IMPUTATION = (
+    "unknown inputs replaced by the pool's median (numeric) or most frequent level (one-hot "
+    "blocks); the label is known"
+)
+
+
+@dataclass(frozen=True)
+class KnowledgeLevel:
+    """One attacker: the feature groups they know, and how the rest of a record is imputed.
+
+    Attributes:
+        name: The level as configured (``demographics+labs``, ``all``).
+        known_groups: The feature groups it knows (every group for ``all``).
+        unknown_columns: Feature columns replaced by the population value (empty for ``all``).
+        fill_values: ``(len(unknown_columns),)`` the population value written into each.
+    """
+
+    name: str
+    known_groups: tuple[str, ...]
+    unknown_columns: tuple[int, ...]
+    fill_values: tuple[float, ...]
+
+    @property
+    def full(self) -> bool:
+        """Whether the attacker knows the whole record (no extra forward pass needed)."""
+        return not self.unknown_columns
+
+    def impute(self, features: np.ndarray) -> np.ndarray:
+        """A copy of ``features`` with the unknown columns set to the population values."""
+        imputed = np.array(features, copy=True)
+        if self.unknown_columns:
+            columns = list(self.unknown_columns)
+            imputed[:, columns] = np.asarray(self.fill_values, dtype=imputed.dtype)
+        return imputed
+
+
+def knowledge_levels(
+    cohort: Cohort, *, levels: Sequence[str], feature_groups: Mapping[str, Sequence[str]]
+) -> tuple[KnowledgeLevel, ...]:
+    """Resolves ``audit.knowledge`` against the cohort's feature columns.
+
+    Args:
+        cohort: The audit pool (a table: its features are named).
+        levels: Level names: ``all``, or feature-group names joined by ``+``.
+        feature_groups: Group name -> data columns (a numeric feature, or a one-hot encoded
+            categorical column whose features are ``name=level``).
+
+    Returns:
+        One level per name, in order (empty without levels).
+
+    Raises:
+        ConfigError: For non-table data, an unknown group, or a column that is not an input.
+
+    Example:
+        >>> cohort = Cohort.from_records(name="t", features=np.array([[1, 5], [3, 6], [2, 9]],
+        ...     np.float32), labels=np.array([0, 1, 0]), patient_ids=np.array(["a", "b", "c"]),
+        ...     feature_names=("age", "cd4"))
+        >>> level = knowledge_levels(cohort, levels=["demo"], feature_groups={"demo": ["age"]})[0]
+        >>> level.impute(cohort.features).tolist()
+        [[1.0, 6.0], [3.0, 6.0], [2.0, 6.0]]
+    """
+    if not levels:
+        return ()
+    if not cohort.feature_names:
+        raise ConfigError(
+            f"audit.knowledge: knowledge levels apply to tables; {cohort.name!r} has no named "
+            "features (images, signals), set audit.knowledge=[]"
+        )
+    columns = {
+        group: _group_columns(cohort, group, names) for group, names in feature_groups.items()
+    }
+    fills = _population_values(cohort)
+    resolved = []
+    for name in levels:
+        known_groups = tuple(columns) if name == FULL_RECORD else tuple(name.split("+"))
+        unknown_groups = [group for group in known_groups if group not in columns]
+        if unknown_groups:
+            raise ConfigError(
+                f"audit.knowledge: {name!r} names feature group {unknown_groups[0]!r}, not one of "
+                f"data.feature_groups {sorted(columns)} (or {FULL_RECORD!r})"
+            )
+        known = set().union(*(columns[group] for group in known_groups))
+        unknown = (
+            ()
+            if name == FULL_RECORD
+            else tuple(index for index in range(len(cohort.feature_names)) if index not in known)
+        )
+        resolved.append(
+            KnowledgeLevel(
+                name=name,
+                known_groups=known_groups,
+                unknown_columns=unknown,
+                fill_values=tuple(float(fills[index]) for index in unknown),
+            )
+        )
+    return tuple(resolved)
+
+
+def knowledge_key(levels: Sequence[KnowledgeLevel]) -> str:
+    """What a saved model's knowledge signals were computed for ("" without partial levels)."""
+    partial = [level for level in levels if not level.full]
+    if not partial:
+        return ""
+    return json.dumps([[lv.name, list(lv.unknown_columns), list(lv.fill_values)] for lv in partial])
+
+
+def knowledge_signals(
+    predict_signals: Callable[[np.ndarray], np.ndarray],
+    features: np.ndarray,
+    levels: Sequence[KnowledgeLevel],
+) -> np.ndarray | None:
+    """φ of every imputed pool record under one model, one row per partial level.
+
+    Args:
+        predict_signals: ``features -> (n_records,)`` φ of the true labels under one model.
+        features: ``(n_records, n_features)`` the pool's raw features.
+        levels: The knowledge levels; full ones (``all``) need no pass and get no row.
+
+    Returns:
+        ``(n_partial_levels, n_records)`` float64, or None without a partial level.
+    """
+    rows = [predict_signals(level.impute(features)) for level in levels if not level.full]
+    return np.stack(rows).astype(np.float64) if rows else None
+
+
+@dataclass(frozen=True)
+class KnowledgeRow:
+    """Exposure of one subgroup (or the whole cohort) against one attacker.
+
+    Attributes:
+        attribute: Subgroup attribute (``all patients`` for the cohort row).
+        value: Attribute value.
+        n_patients: Patients in the subgroup.
+        exposed: ``(n_thresholds,)`` patients whose AUC exceeds each threshold.
+        exposed_interval: ``(n_thresholds, 2)`` Clopper–Pearson interval of ``exposed / n``.
+        exposed_floor: ``(n_thresholds,)`` mean of ``exposed`` over the null re-labellings.
+    """
+
+    attribute: str
+    value: str
+    n_patients: int
+    exposed: np.ndarray
+    exposed_interval: np.ndarray
+    exposed_floor: np.ndarray
+
+    @property
+    def share(self) -> np.ndarray:
+        """``(n_thresholds,)`` exposed share of the subgroup's patients."""
+        return (
+            self.exposed / self.n_patients
+            if self.n_patients
+            else np.full_like(self.exposed, np.nan, dtype=np.float64)
+        )
+
+
+@dataclass(frozen=True)
+class KnowledgeResult:
+    """The per-patient audit against one attacker.
+
+    Attributes:
+        level: The level's name.
+        known_groups: Feature groups the attacker knows.
+        imputed_features: Input columns the attacker replaced by the population value.
+        median_auc: Median patient AUC.
+        p99_auc: 99th percentile of patient AUC.
+        max_auc: Largest patient AUC.
+        rows: The whole cohort first, then every value of every subgroup attribute.
+    """
+
+    level: str
+    known_groups: tuple[str, ...]
+    imputed_features: int
+    median_auc: float
+    p99_auc: float
+    max_auc: float
+    rows: tuple[KnowledgeRow, ...]
+
+    @property
+    def cohort(self) -> KnowledgeRow:
+        """The whole-cohort row."""
+        return self.rows[0]
+
+
+@dataclass(frozen=True)
+class KnowledgeCurve:
+    """Exposure as a function of what the attacker knows, one result per level.
+
+    Attributes:
+        imputation: How unknown features were filled, in words.
+        thresholds: ``(n_thresholds,)`` patient AUC thresholds.
+        confidence: Two-sided confidence of the intervals.
+        repeats: Null re-labellings behind the floors.
+        levels: One result per ``audit.knowledge`` entry, in order.
+    """
+
+    imputation: str
+    thresholds: np.ndarray
+    confidence: float
+    repeats: int
+    levels: tuple[KnowledgeResult, ...]
+
+
+def knowledge_curve(
+    *,
+    levels: Sequence[KnowledgeLevel],
+    signals: np.ndarray,
+    knowledge_signals: np.ndarray | None,
+    membership: np.ndarray,
+    cohort: Cohort,
+    thresholds: tuple[float, ...],
+    aggregation: str,
+    confidence: float,
+    repeats: int,
+    seed: int,
+) -> KnowledgeCurve | None:
+    """The audit's per-patient exposure against every knowledge level.
+
+    Args:
+        levels: The resolved levels.
+        signals: ``(K, n_records)`` the audit's full-record signals (the ``all`` level's).
+        knowledge_signals: ``(K, n_partial_levels, n_records)`` φ of the imputed records,
+            partial levels in order; None when every level is full.
+        membership: ``(K, n_patients)`` bool membership, models in complementary pairs.
+        cohort: The audit pool.
+        thresholds: Patient AUC thresholds.
+        aggregation: ``max`` or ``mean`` over a patient's records, as the audit's.
+        confidence: Confidence of the per-record bounds and two-sided intervals.
+        repeats: Null re-labellings for the floors (≥ 1).
+        seed: Seed of the null's re-labellings.
+
+    Returns:
+        The curve, or None without levels.
+
+    Raises:
+        ValueError: If ``knowledge_signals`` does not match the partial levels.
+    """
+    if not levels:
+        return None
+    partial = sum(not level.full for level in levels)
+    expected = (len(membership), partial, cohort.n_records)
+    shape = None if knowledge_signals is None else knowledge_signals.shape
+    if partial and shape != expected:
+        raise ValueError(f"knowledge_signals must have shape {expected}, got {shape}")
+    record_membership = cohort.record_mask(membership)
+    limits = np.asarray(thresholds, dtype=np.float64)
+    results, next_partial = [], 0
+    for offset, level in enumerate(levels):
+        if level.full:
+            level_signals = signals
+        else:
+            level_signals = knowledge_signals[:, next_partial]
+            next_partial += 1
+        risk = patient_risk(
+            record_vulnerability(level_signals, record_membership, confidence=confidence),
+            cohort,
+            how=aggregation,
+        )
+        null_auc = _null_patient_auc(
+            level_signals, membership, cohort, aggregation, repeats, [seed, 0x6B6E6F77, offset]
+        )
+        results.append(_level_result(level, risk.auc, null_auc, cohort, limits, confidence))
+    return KnowledgeCurve(
+        imputation=IMPUTATION,
+        thresholds=limits,
+        confidence=confidence,
+        repeats=repeats,
+        levels=tuple(results),
+    )
+
+
+def _level_result(
+    level: KnowledgeLevel,
+    auc: np.ndarray,
+    null_auc: np.ndarray,
+    cohort: Cohort,
+    limits: np.ndarray,
+    confidence: float,
+) -> KnowledgeResult:
+    # The same summaries as the full audit's `_patient_summary`, so `all` matches it exactly.
+    valid = ~np.isnan(auc)
+    groups = [(WHOLE_COHORT, WHOLE_COHORT, np.ones(len(auc), dtype=bool))]
+    for attribute, values in cohort.attributes.items():
+        groups += [(attribute, str(value), values == value) for value in np.unique(values)]
+    rows = []
+    with np.errstate(invalid="ignore"):
+        for attribute, value, members in groups:
+            exposed = (auc[members, None] > limits).sum(axis=0)
+            floor = (null_auc[:, members, None] > limits).sum(axis=1)
+            n = int(members.sum())
+            rows.append(
+                KnowledgeRow(
+                    attribute=attribute,
+                    value=value,
+                    n_patients=n,
+                    exposed=exposed,
+                    exposed_interval=proportion_interval(exposed, n, confidence=confidence),
+                    exposed_floor=floor.mean(axis=0).astype(np.float64),
+                )
+            )
+    return KnowledgeResult(
+        level=level.name,
+        known_groups=level.known_groups,
+        imputed_features=len(level.unknown_columns),
+        median_auc=float(np.nanmedian(auc)) if valid.any() else float("nan"),
+        p99_auc=float(np.nanpercentile(auc, 99)) if valid.any() else float("nan"),
+        max_auc=float(np.nanmax(auc)) if valid.any() else float("nan"),
+        rows=tuple(rows),
+    )
+
+
+def _null_patient_auc(
+    signals: np.ndarray,
+    membership: np.ndarray,
+    cohort: Cohort,
+    aggregation: str,
+    repeats: int,
+    stream: list[int],
+) -> np.ndarray:
+    """``(repeats, n_patients)`` patient AUCs on membership-free, re-labelled signals."""
+    record_patient = cohort.record_patient
+    null_signals = remove_membership_effect(signals, membership[:, record_patient])
+    rng = np.random.default_rng(stream)
+    aucs = []
+    for _ in range(repeats):
+        fake = balanced_membership_masks(
+            patient_labels=cohort.patient_labels,
+            num_models=len(membership),
+            seed=int(rng.integers(2**32)),
+        )
+        record_auc = record_vulnerability(null_signals, fake[:, record_patient]).auc
+        aucs.append(
+            aggregate_by_patient(
+                record_auc, record_patient, n_patients=cohort.n_patients, how=aggregation
+            )
+        )
+    return np.stack(aucs)
+
+
+def _group_columns(cohort: Cohort, group: str, names: Sequence[str]) -> set[int]:
+    """Feature columns of one group: a named numeric feature, or a one-hot block ``name=*``."""
+    index_of = {name: index for index, name in enumerate(cohort.feature_names)}
+    found: set[int] = set()
+    for name in names:
+        if name in index_of:
+            found.add(index_of[name])
+            continue
+        block = [i for i, f in enumerate(cohort.feature_names) if f.startswith(f"{name}=")]
+        if not block:
+            raise ConfigError(
+                f"data.feature_groups.{group}: {name!r} is not an input feature of "
+                f"{cohort.name!r} (neither a column nor one-hot columns {name}=<level>)"
+            )
+        found.update(block)
+    return found
+
+
+def _population_values(cohort: Cohort) -> np.ndarray:
+    """``(n_features,)`` the value an attacker fills in for each column when they do not know it.
+
+    The median of the pool's records for a numeric column; for a one-hot block (``name=level``
+    columns) the indicator vector of the block's most frequent level, so an imputed record is
+    still a valid encoding.
+    """
+    features = np.asarray(cohort.features, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        fills = np.nanmedian(features, axis=0)
+    blocks: dict[str, list[int]] = {}
+    for index, name in enumerate(cohort.feature_names):
+        if "=" in name:
+            blocks.setdefault(name.split("=", 1)[0], []).append(index)
+    for block in blocks.values():
+        if len(block) < 2:
+            continue
+        most_frequent = block[int(np.nanargmax(np.nansum(features[:, block], axis=0)))]
+        fills[block] = 0.0
+        fills[most_frequent] = 1.0
+    return fills
