@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from sklearn.metrics import roc_auc_score
 
 from dptrain.audit.attacks import make_attack
 from dptrain.audit.attribute import (
-    AttributeInference,
     AttributeProbe,
     attribute_probes,
     infer_attributes,
@@ -30,21 +28,16 @@ from dptrain.audit.attribute import (
 from dptrain.audit.auditor import BestThresholdBonferroni, ScoreAuditor
 from dptrain.audit.auto import StoppingRule, grow_audit
 from dptrain.audit.config import AuditConfig
-from dptrain.audit.epsilon import EpsilonLowerBound
 from dptrain.audit.executors import make_executor
-from dptrain.audit.fdr import PatientExposure, patient_exposure
-from dptrain.audit.harm import HarmRanking, harm_ranking
+from dptrain.audit.fdr import patient_exposure
+from dptrain.audit.harm import harm_ranking
 from dptrain.audit.knowledge import (
-    KnowledgeCurve,
     KnowledgeLevel,
     knowledge_curve,
     knowledge_levels,
 )
-from dptrain.audit.memorisation import MemorisationSplit, memorisation_split
+from dptrain.audit.memorisation import memorisation_split
 from dptrain.audit.metrics import (
-    AttackMetrics,
-    AucInterval,
-    RecordVulnerability,
     attack_metrics,
     auc_confidence_interval,
     record_vulnerability,
@@ -52,182 +45,27 @@ from dptrain.audit.metrics import (
 from dptrain.audit.null import NullFloor, null_floor
 from dptrain.audit.patients import PatientRisk, aggregate_by_patient, patient_risk
 from dptrain.audit.reference import Recipe, ReferenceModelOutput, train_reference_models
-from dptrain.audit.reliability import SplitHalfReliability, split_half_reliability
-from dptrain.audit.shrinkage import RiskDeconvolution, deconvolve_patient_auc
+from dptrain.audit.reliability import split_half_reliability
+from dptrain.audit.result import (  # noqa: F401 (re-exported: the audit's result types)
+    NOT_IN_JSON,
+    VIOLATION_EVIDENCE,
+    AttackResult,
+    AuditResult,
+    DPBounds,
+    PatientSummary,
+    dp_bounds,
+)
+from dptrain.audit.shrinkage import deconvolve_patient_auc
 from dptrain.audit.store import ModelStore
-from dptrain.audit.subgroups import SubgroupRisk, record_subgroup_risk, subgroup_risk
+from dptrain.audit.subgroups import record_subgroup_risk, subgroup_risk
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
-from dptrain.privacy.bounds import (
-    AttackBound,
-    dp_sgd_attack_bound,
-    dp_sgd_epsilon,
-    group_privacy_attack_bound,
-    single_pair_attack_bound,
-)
 from dptrain.training.config import TrainConfig
 from dptrain.training.device import uses_cuda
 
 log = logging.getLogger(__name__)
-NOT_IN_JSON = {"json": False}
-# Below this p-value the number of patients above the DP bound is reported as evidence of a
-# broken guarantee rather than chance.
-VIOLATION_EVIDENCE = 0.01  # arrays too large for results.json: written to CSV / NPZ instead
-
-
-@dataclass(frozen=True)
-class AttackResult:
-    """One attack's success over all (model, patient) pairs, members positive.
-
-    Attributes:
-        name: Attack name (``loss``, ``lira``, ``lira_offline``, ``rmia``).
-        metrics: ROC AUC, TPR at the target FPRs, balanced accuracy, ROC curve.
-        auc_interval: Bootstrap confidence interval of the AUC, resampling patients.
-        epsilon_lower_bound: Empirical ε lower bound at the audit's δ.
-        variant: Which variant ran, where an attack has several (LiRA: ``fixed variance`` or
-            ``per-record variance``); empty otherwise.
-    """
-
-    name: str
-    metrics: AttackMetrics
-    auc_interval: AucInterval
-    epsilon_lower_bound: EpsilonLowerBound
-    variant: str = ""
-
-
-@dataclass(frozen=True)
-class DPBounds:
-    """What the audit models' DP guarantee allows any membership attack to achieve.
-
-    Attributes:
-        record: Limit for one record, from the whole privacy profile δ(ε); for a patient-level
-            run (``privacy.unit=patient``) not applicable: method ``not-applicable``, AUC 1.
-        patient: Limit for a patient with ``group_size`` records (equal to ``record`` if 1), from
-            the exact mixture-of-Gaussians accounting of their records' Poisson sampling; for a
-            patient-level run the plain bound of (σ, q, steps) over patients, for any patient.
-        single_pair: Limit from the single (ε, δ) pair alone, to show how much the profile adds.
-        group_size: Largest number of records of one patient in the pool.
-        patient_epsilon: ε at the run's δ for a patient with ``group_size`` records.
-        classic_group_privacy: For ``group_size`` > 1, the looser limit of textbook group privacy
-            over the profile, δ_k(kε) = δ(ε)(e^{kε} − 1)/(e^ε − 1), for comparison; else None.
-    """
-
-    record: AttackBound
-    patient: AttackBound
-    single_pair: AttackBound
-    group_size: int
-    patient_epsilon: float
-    classic_group_privacy: AttackBound | None
-
-
-@dataclass(frozen=True)
-class PatientSummary:
-    """Headline numbers of the per-patient risk.
-
-    Attributes:
-        n_patients: Patients audited.
-        median_auc: Median patient AUC.
-        p99_auc: 99th percentile of patient AUC.
-        max_auc: Largest patient AUC.
-        max_auc_standard_error: Standard error of the largest patient AUC.
-        thresholds: ``(n_thresholds,)`` AUC thresholds.
-        exposed: ``(n_thresholds,)`` patients whose AUC exceeds each threshold.
-        exposed_lower_bound: ``(n_thresholds,)`` patients whose lower confidence bound exceeds it.
-        above_dp_bound: Patients whose lower bound exceeds the DP-implied patient-level maximum
-            AUC. Each lower bound fails with probability 1 − confidence, so among thousands of
-            patients some exceed the bound by chance even when the guarantee holds.
-        above_dp_bound_p_value: Probability of at least ``above_dp_bound`` such patients if every
-            patient's true AUC sat exactly at the bound (Binomial(n, 1 − confidence) tail); a
-            small value is evidence that the guarantee does not hold (or that the audit's
-            assumptions fail), a large one is chance.
-    """
-
-    n_patients: int
-    median_auc: float
-    p99_auc: float
-    max_auc: float
-    max_auc_standard_error: float
-    thresholds: np.ndarray
-    exposed: np.ndarray
-    exposed_lower_bound: np.ndarray
-    above_dp_bound: int
-    above_dp_bound_p_value: float
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    """Everything the audit measured, as plain data.
-
-    Attributes:
-        num_models: K.
-        pool_patients: Patients in the audit pool (the whole cohort).
-        pool_records: Records in the audit pool.
-        model_training_patients: ``(K,)`` patients each model trained on.
-        model_privacy: The privacy guarantee of the audit models (shared recipe; model 0's).
-        attacks: One result per attack.
-        best_attack: Name of the attack with the highest AUC.
-        epsilon_lower_bound: The largest empirical ε lower bound over attacks (Bonferroni-corrected
-            for the choice of attack).
-        bounds: DP-implied limits at record and patient level.
-        patients: Headline numbers of the per-patient risk.
-        subgroups: Risk per subgroup value, the whole cohort first.
-        warnings: Caveats the report must show (too few models, vacuous bounds).
-        timings: Wall seconds of the audit's stages.
-        null_floor: Every headline figure recomputed on re-labelled signals without a membership
-            effect: what this K and these patients give by chance.
-        exposure: Per-patient p-values and the patients detectably exposed at the audit's FDR.
-        deconvolution: Estimated distribution of true patient AUC: share above each threshold
-            with an interval, and shrunken per-patient AUCs.
-        reliability: Split-half reliability of the per-patient ranking.
-        patient_risk: Per-patient risk (written to ``patient_risk.csv``).
-        record_vulnerability: Per-record AUCs (written to ``audit_arrays.npz``).
-        membership: ``(K, n_patients)`` bool masks (written to ``audit_arrays.npz``).
-        signals: ``(K, n_records)`` float64 signals (written to ``audit_arrays.npz``).
-        record_patient: ``(n_records,)`` int64 patient index of every record (likewise).
-        stopping_reason: Why the audit has K models: ``fixed K`` or, for ``num_models=auto``,
-            the rule that stopped it (`dptrain.audit.auto`).
-        models_reused: Models loaded from the run directory's saved signals, not trained.
-        memorisation: Exposed patients split into memorised and predictable from the population
-            (`dptrain.audit.memorisation`); None in results made before it existed.
-        attribute_inference: One result per ``audit.sensitive_attributes`` entry: the
-            lowest-loss attacker's accuracy on members and non-members and its advantage
-            (`dptrain.audit.attribute`); empty when none is configured.
-        knowledge: Exposure against each partial-knowledge attacker of ``audit.knowledge``
-            (`dptrain.audit.knowledge`); None when none is configured.
-        harm: Subgroups ranked by severity × exposed share (`dptrain.audit.harm`); None without
-            ``audit.severity``.
-    """
-
-    num_models: int
-    pool_patients: int
-    pool_records: int
-    model_training_patients: np.ndarray
-    model_privacy: PrivacySpend
-    attacks: tuple[AttackResult, ...]
-    best_attack: str
-    epsilon_lower_bound: EpsilonLowerBound
-    bounds: DPBounds
-    patients: PatientSummary
-    subgroups: tuple[SubgroupRisk, ...]
-    warnings: tuple[str, ...]
-    timings: dict[str, float]
-    null_floor: NullFloor
-    exposure: PatientExposure
-    deconvolution: RiskDeconvolution
-    reliability: SplitHalfReliability
-    patient_risk: PatientRisk = field(metadata=NOT_IN_JSON)
-    record_vulnerability: RecordVulnerability = field(metadata=NOT_IN_JSON)
-    membership: np.ndarray = field(metadata=NOT_IN_JSON)
-    signals: np.ndarray = field(metadata=NOT_IN_JSON)
-    record_patient: np.ndarray = field(metadata=NOT_IN_JSON)
-    stopping_reason: str = ""
-    models_reused: int = 0
-    memorisation: MemorisationSplit | None = None
-    attribute_inference: tuple[AttributeInference, ...] = ()
-    knowledge: KnowledgeCurve | None = None
-    harm: HarmRanking | None = None
 
 
 def run_audit(
@@ -402,7 +240,7 @@ def analyse_signals(
     stage = time.perf_counter()
     vulnerability = record_vulnerability(signals, record_membership, confidence=audit.confidence)
     risk = patient_risk(vulnerability, cohort, how=audit.patient_aggregation)
-    bounds = _dp_bounds(model_privacy, group_size=int(cohort.records_per_patient.max()))
+    bounds = dp_bounds(model_privacy, group_size=int(cohort.records_per_patient.max()))
     timings["risk_and_bounds_seconds"] = time.perf_counter() - stage
 
     best = max(attacks, key=lambda attack: attack.metrics.auc)
@@ -645,63 +483,6 @@ def _attack_auc_on(name: str, cohort: Cohort, audit: AuditConfig, seed: int):
         return float(roc_auc_score(membership.ravel(), scores.ravel()))
 
     return auc
-
-
-def _dp_bounds(spend: PrivacySpend, *, group_size: int) -> DPBounds:
-    """DP-implied limits of the audit models, at record level and for the largest patient.
-
-    With ``spend.unit == "patient"`` the models ran patient-level DP-SGD: a unit is a whole
-    patient, so the plain bound of (σ, q, steps) is the patient's whatever its number of records,
-    with no group privacy. No record-level bound is stated then (method ``not-applicable``, AUC
-    1): removing one record of a patient who stays in changes that patient's clipped gradient,
-    which is not the add/remove-one-unit change the accounting covers.
-    """
-    run = {
-        "noise_multiplier": spend.noise_multiplier if spend.private else None,
-        "sample_rate": spend.sample_rate,
-        "steps": spend.steps,
-    }
-    if spend.unit == "patient":
-        patient = dp_sgd_attack_bound(**run)
-        return DPBounds(
-            record=_not_applicable_bound(patient.fpr) if spend.private else patient,
-            patient=patient,
-            single_pair=(
-                single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)
-                if spend.private
-                else patient
-            ),
-            group_size=group_size,
-            patient_epsilon=spend.epsilon,
-            classic_group_privacy=None,
-        )
-    record = dp_sgd_attack_bound(**run)
-    patient, classic, patient_epsilon = record, None, spend.epsilon
-    if group_size > 1:
-        patient = dp_sgd_attack_bound(**run, group_size=group_size)
-        patient_epsilon = dp_sgd_epsilon(**run, delta=spend.delta, group_size=group_size)
-        if spend.private:
-            classic = group_privacy_attack_bound(**run, group_size=group_size)
-    single_pair = (
-        single_pair_attack_bound(epsilon=spend.epsilon, delta=spend.delta)
-        if spend.private
-        else record
-    )
-    return DPBounds(
-        record=record,
-        patient=patient,
-        single_pair=single_pair,
-        group_size=group_size,
-        patient_epsilon=patient_epsilon,
-        classic_group_privacy=classic,
-    )
-
-
-def _not_applicable_bound(fpr: np.ndarray) -> AttackBound:
-    """A record-level "bound" that states nothing (AUC 1), for patient-level runs."""
-    return AttackBound(
-        fpr=fpr, max_tpr=np.ones_like(fpr), max_auc=1.0, group_size=1, method="not-applicable"
-    )
 
 
 def _patient_summary(

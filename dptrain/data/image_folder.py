@@ -25,14 +25,8 @@ from tqdm.auto import tqdm
 
 from dptrain.data.cohort import Cohort
 from dptrain.data.preprocessing import ImageNormalize
-from dptrain.data.tables import (
-    check_subgroup_bins,
-    encode_classes,
-    encode_subgroup,
-    merge_small_subgroups,
-    read_table,
-    require_columns,
-)
+from dptrain.data.subgroups import check_subgroup_bins, encode_subgroup, merge_small_subgroups
+from dptrain.data.tables import encode_classes, read_table, require_columns
 from dptrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from dptrain.data.cohort import Cohort
 from dptrain.data.locate import shared_data_path
 from dptrain.data.preprocessing import Standardize
 from dptrain.data.signals import check_signal_options, describe, preprocess
-from dptrain.data.tables import subgroup_bands
+from dptrain.data.subgroups import subgroup_bands
 from dptrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

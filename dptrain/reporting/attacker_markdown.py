@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dptrain.audit.run import AuditResult
+from dptrain.audit.result import AuditResult
 from dptrain.reporting.markdown import number, percent, table, threshold_index
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dptrain.audit.run import VIOLATION_EVIDENCE, AttackResult, AuditResult
+from dptrain.audit.result import VIOLATION_EVIDENCE, AttackResult, AuditResult
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.attacker_markdown import (
     attribute_inference_section,

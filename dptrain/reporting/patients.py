@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dptrain.audit.run import AuditResult
+from dptrain.audit.result import AuditResult
 from dptrain.reporting.files import PATIENT_RISK_FILE
 
 AUDIT_ARRAYS_FILE = "audit_arrays.npz"

@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; never open a window (headless servers, CI)
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dptrain.audit.run import AuditResult
+from dptrain.audit.result import AuditResult
 from dptrain.audit.subgroups import WHOLE_COHORT
 
 ROC_FILE = "roc.png"

@@ -20,7 +20,7 @@ import numpy as np
 
 from dptrain import __version__
 from dptrain.audit.dp_audits import DPAuditRow
-from dptrain.audit.run import AuditResult
+from dptrain.audit.result import AuditResult
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.files import RESULTS_FILE, SCHEMA_VERSION, read_results  # noqa: F401 (re-export)
 from dptrain.reporting.summary import run_summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dptrain.audit.run import AuditResult
+from dptrain.audit.result import AuditResult
 from dptrain.audit.subgroups import WHOLE_COHORT
 
 if TYPE_CHECKING:
