@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dptrain.audit.canary import canary_audit
 from dptrain.audit.config import AuditConfig
@@ -89,18 +90,21 @@ class DPAuditInputs:
     audit: AuditConfig
     seed: int
 
+    def recipe(self) -> dict[str, Any]:
+        """The keyword arguments every DP audit takes: the run's recipe and the canary settings."""
+        return {
+            "cohort": self.cohort,
+            "model_factory": self.model_factory,
+            "privacy": self.privacy,
+            "train": self.train,
+            "seed": self.seed,
+            "num_canaries": self.audit.num_canaries,
+            "confidence": self.audit.dp_audit_confidence,
+        }
+
 
 def _canary(inputs: DPAuditInputs) -> DPAuditRow:
-    result = canary_audit(
-        cohort=inputs.cohort,
-        model_factory=inputs.model_factory,
-        privacy=inputs.privacy,
-        train=inputs.train,
-        seed=inputs.seed,
-        num_canaries=inputs.audit.num_canaries,
-        kind=inputs.audit.canary_kind,
-        confidence=inputs.audit.dp_audit_confidence,
-    )
+    result = canary_audit(**inputs.recipe(), kind=inputs.audit.canary_kind)
     return DPAuditRow(
         name="canary",
         method=(
@@ -135,15 +139,7 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
             applicable=False,
             reason="the non-private baseline has no DP optimiser to audit",
         )
-    result = whitebox_audit(
-        cohort=inputs.cohort,
-        model_factory=inputs.model_factory,
-        privacy=inputs.privacy,
-        train=inputs.train,
-        seed=inputs.seed,
-        num_canaries=inputs.audit.num_canaries,
-        confidence=inputs.audit.dp_audit_confidence,
-    )
+    result = whitebox_audit(**inputs.recipe())
     return DPAuditRow(
         name="whitebox",
         method=(

@@ -29,7 +29,6 @@ from dptrain.audit.knowledge import KnowledgeLevel, knowledge_key, knowledge_sig
 from dptrain.audit.signals import true_label_confidence
 from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerprint
 from dptrain.data.cohort import Cohort
-from dptrain.data.records import chunks
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.privacy.plan import PrivacyPlan
@@ -170,25 +169,13 @@ def recipe_fingerprint(recipe: Recipe, pool: Cohort) -> str:
         "model": [type(recipe.model_factory).__qualname__, _plain(recipe.model_factory)],
         "privacy": privacy,
         "train": train,
-        "data": _cohort_digest(pool),
+        "data": pool.content_digest(),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def _plain(config: object) -> object:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
-
-
-def _cohort_digest(pool: Cohort) -> str:
-    digest = hashlib.sha256()
-    for part in (pool.name, pool.task, repr(pool.preprocessing), str(pool.n_records)):
-        digest.update(part.encode())
-    for chunk in chunks(pool.features, 4096):
-        digest.update(np.ascontiguousarray(chunk).tobytes())
-    for array in (pool.labels, pool.record_patient):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update("\n".join(map(str, pool.patients)).encode())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ records through ``record_patient``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from dptrain.data.preprocessing import Preprocessing, Standardize
-from dptrain.data.records import LazyRecords, Records, record_shape, take
+from dptrain.data.records import LazyRecords, Records, chunks, record_shape, take
 from dptrain.errors import DataError
 
 Task = Literal["binary", "multiclass", "multilabel"]
@@ -246,6 +247,22 @@ class Cohort:
                 None if self.official_split is None else self.official_split[patient_indices]
             ),
         )
+
+    def content_digest(self) -> str:
+        """SHA-256 of what a model learns from: records, labels, patients and preprocessing.
+
+        Files are named by configs whose contents may change; this digest keys saved audit models
+        and training checkpoints by content instead. Lazy records are read in chunks.
+        """
+        digest = hashlib.sha256()
+        for part in (self.name, self.task, repr(self.preprocessing), str(self.n_records)):
+            digest.update(part.encode())
+        for chunk in chunks(self.features, 4096):
+            digest.update(np.ascontiguousarray(chunk).tobytes())
+        for array in (self.labels, self.record_patient):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\n".join(map(str, self.patients)).encode())
+        return digest.hexdigest()
 
     def summary(self) -> dict[str, object]:
         """Counts for reports: never a feature value, only sizes, label counts and attributes."""

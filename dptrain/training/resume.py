@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import opacus
 import torch
 from torch import nn
 
 from dptrain.atomic import atomic_write
 from dptrain.data.cohort import Cohort
-from dptrain.data.records import chunks
 from dptrain.privacy.engine import TrainingParts
 from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
@@ -70,7 +68,7 @@ def training_fingerprint(
         "seed": seed,
         "device": str(device),
         "versions": [torch.__version__, opacus.__version__],
-        "data": _cohort_digest(cohort),
+        "data": cohort.content_digest(),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -274,15 +272,3 @@ def _cuda_rng_state(module: nn.Module) -> torch.Tensor | None:
 
 def _plain(config: object) -> object:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
-
-
-def _cohort_digest(cohort: Cohort) -> str:
-    digest = hashlib.sha256()
-    for part in (cohort.name, cohort.task, repr(cohort.preprocessing), str(cohort.n_records)):
-        digest.update(part.encode())
-    for chunk in chunks(cohort.features, 4096):
-        digest.update(np.ascontiguousarray(chunk).tobytes())
-    for array in (cohort.labels, cohort.record_patient):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update("\n".join(map(str, cohort.patients)).encode())
-    return digest.hexdigest()
