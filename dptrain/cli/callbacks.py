@@ -1,6 +1,7 @@
-"""Hydra callbacks: the sweep report written at the end of every ``dptrain -m ...``.
+"""Hydra callbacks: a busy run directory refused early, and the sweep report of every multirun.
 
-Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The report is made from the run
+A run directory that a live run holds is refused before Hydra writes its ``.hydra/`` files into
+it. Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The report is made from the run
 directories' saved files, exactly as ``dptrain-report <sweep dir>`` would make it. The runs have
 finished by then, so a report that cannot be made is a warning naming the command that retries
 it, never a failed sweep.
@@ -13,12 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
+from dptrain.cli.rundir import check_run_directory_free
 from dptrain.errors import DptrainError
 from dptrain.reporting.sweep_report import report_sweep
 
 log = logging.getLogger("dptrain")
+
+
+class RunDirectoryGuard(Callback):
+    """Keeps Hydra from writing ``.hydra/`` into a run directory that a live run holds.
+
+    Hydra turns a callback's exception into a warning, so the guard cannot stop the run itself: it
+    switches Hydra's config copies off for this run, and the app's own claim of the directory
+    (`dptrain.cli.rundir.claim_run_directory`) then refuses it in one line with exit status 2.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Turns ``hydra.output_subdir`` off when another run holds the directory."""
+        try:
+            check_run_directory_free(Path(config.hydra.run.dir))
+        except DptrainError:
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
 
 
 class SweepReportCallback(Callback):

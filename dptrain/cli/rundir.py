@@ -56,6 +56,31 @@ def claim_run_directory(run_dir: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+def check_run_directory_free(run_dir: Path) -> None:
+    """Refuses a run directory another live process holds, without claiming or writing anything.
+
+    Hydra writes ``.hydra/`` into the run directory before the app starts: checked first (from a
+    Hydra callback), a refused second run leaves the first run's files as they were.
+
+    Raises:
+        ConfigError: If a live process holds the directory.
+    """
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        descriptor = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(Path(run_dir), _holder(lock)) from None
+    finally:
+        os.close(descriptor)
+    holder = _holder(lock)
+    if holder is not None and holder != os.getpid() and _alive(holder):
+        raise _in_use(Path(run_dir), holder)
+
+
 def _acquire(lock: Path, run_dir: Path) -> int:
     """An open descriptor of ``lock`` holding its exclusive flock, with this process's id in it."""
     for _ in range(3):
