@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dptrain.audit.canary import canary_audit
+from dptrain.audit.canary import CanaryAuditResult, canary_audit
 from dptrain.audit.config import AuditConfig
-from dptrain.audit.whitebox import whitebox_audit
+from dptrain.audit.whitebox import WhiteboxAuditResult, whitebox_audit
 from dptrain.data.cohort import Cohort
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig
@@ -111,11 +111,7 @@ def _canary(inputs: DPAuditInputs) -> DPAuditRow:
             f"black box, one run: {result.num_canaries} {result.kind} canaries, each trained on "
             "with probability ½; Steinke et al. (2023) one-run bound"
         ),
-        applicable=True,
-        epsilon_lower_bound=result.epsilon_lower_bound,
-        epsilon_accountant=result.epsilon_accountant,
-        delta=result.delta,
-        confidence=result.confidence,
+        **_bound(result),
         secondary={
             "gaussian_dp": result.epsilon_gaussian_dp,
             "clopper_pearson": result.epsilon_clopper_pearson,
@@ -147,11 +143,7 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
             f"Opacus' optimiser ({result.grad_sample_mode}), every noisy update observed over "
             f"{result.num_steps} steps; Clopper–Pearson bound"
         ),
-        applicable=True,
-        epsilon_lower_bound=result.epsilon_lower_bound,
-        epsilon_accountant=result.epsilon_accountant,
-        delta=result.delta,
-        confidence=result.confidence,
+        **_bound(result),
         secondary={
             "gaussian_dp": result.epsilon_gaussian_dp,
             "one_run": result.epsilon_one_run,
@@ -162,6 +154,17 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
         },
         counts={"canaries": result.num_canaries, "steps": result.num_steps},
     )
+
+
+def _bound(result: CanaryAuditResult | WhiteboxAuditResult) -> dict[str, Any]:
+    """The fields every applicable row takes from its audit: the bound beside the claim."""
+    return {
+        "applicable": True,
+        "epsilon_lower_bound": result.epsilon_lower_bound,
+        "epsilon_accountant": result.epsilon_accountant,
+        "delta": result.delta,
+        "confidence": result.confidence,
+    }
 
 
 # name → audit; `audit.mode` and `audit.dp_audits` name entries of this registry.

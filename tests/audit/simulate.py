@@ -3,6 +3,34 @@
 import numpy as np
 
 from dptrain.data.splits import balanced_membership_masks
+from dptrain.privacy.accounting import PrivacySpend
+
+
+def non_private_spend(
+    *,
+    n_units: int,
+    delta: float = 1e-5,
+    sample_rate: float = 0.05,
+    steps: int = 100,
+    epochs: int = 5,
+) -> PrivacySpend:
+    """The privacy spend of a non-private record-level run (ε = ∞), for analysing fake signals."""
+    return PrivacySpend(
+        private=False,
+        unit="record",
+        epsilon=float("inf"),
+        epsilon_rdp=float("inf"),
+        epsilon_target=float("inf"),
+        delta=delta,
+        noise_multiplier=0.0,
+        sample_rate=sample_rate,
+        steps=steps,
+        epochs=epochs,
+        max_grad_norm=1.0,
+        accountant="prv",
+        n_units=n_units,
+        max_records_per_patient=1,
+    )
 
 
 def simulate_audit(

@@ -15,10 +15,12 @@ from dptrain.data.splits import balanced_membership_masks
 from dptrain.data.tables import TableDataConfig
 from dptrain.errors import ConfigError
 from dptrain.models import MLPConfig
-from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.reporting.attacker_markdown import harm_section, knowledge_section
 from dptrain.reporting.plots import KNOWLEDGE_FILE, write_audit_plots
 from dptrain.training.config import TrainConfig
+
+from .simulate import non_private_spend
 
 N_PATIENTS, N_MODELS, BLOCK = 60, 16, 20
 GROUPS = {"demographics": ["sex", "age"], "labs": ["lab1", "lab2"], "block": ["site"]}
@@ -35,23 +37,7 @@ AUDIT = AuditConfig(
     severity={"sex": {"M": "high"}},
 )
 
-
-SPEND = PrivacySpend(
-    private=False,
-    unit="record",
-    epsilon=float("inf"),
-    epsilon_rdp=float("inf"),
-    epsilon_target=float("inf"),
-    delta=1e-5,
-    noise_multiplier=0.0,
-    sample_rate=0.05,
-    steps=100,
-    epochs=5,
-    max_grad_norm=1.0,
-    accountant="prv",
-    n_units=N_PATIENTS,
-    max_records_per_patient=1,
-)
+SPEND = non_private_spend(n_units=N_PATIENTS)
 
 
 def planted_cohort() -> Cohort:

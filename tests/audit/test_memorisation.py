@@ -18,10 +18,11 @@ from dptrain.audit.run import analyse_signals
 from dptrain.data.cohort import Cohort
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
-from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.attacker_markdown import memorisation_section
 from dptrain.reporting.audit_markdown import audit_sections
 from dptrain.reporting.summary import memorisation_metrics
+
+from .simulate import non_private_spend
 
 K = 16
 GROUPS = {"outlier": 20, "predictable": 20, "typical": 160}
@@ -52,22 +53,7 @@ def simulated_audit():
     shift = np.select([group == "outlier", group == "predictable"], [4.5, 2.5], 0.0)
     signals = out_level + shift * members + rng.normal(0.0, 0.4, members.shape)
     config = AuditConfig(num_models=K, rmia_num_population=50, null_repeats=10)
-    spend = PrivacySpend(
-        private=False,
-        unit="record",
-        epsilon=float("inf"),
-        epsilon_rdp=float("inf"),
-        epsilon_target=float("inf"),
-        delta=1e-5,
-        noise_multiplier=0.0,
-        sample_rate=0.05,
-        steps=100,
-        epochs=5,
-        max_grad_norm=1.0,
-        accountant="prv",
-        n_units=len(ids),
-        max_records_per_patient=1,
-    )
+    spend = non_private_spend(n_units=len(ids))
     result = analyse_signals(
         signals=signals,
         membership=membership,

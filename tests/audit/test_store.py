@@ -13,8 +13,10 @@ from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerpr
 from dptrain.data.fake import write_fake_ehr_table
 from dptrain.data.tables import TableDataConfig
 from dptrain.models import MLPConfig
-from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
+from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.training.config import TrainConfig
+
+from .simulate import non_private_spend
 
 MODEL = MLPConfig(hidden=[16])
 PRIVACY = PrivacyConfig(mode="none")
@@ -161,22 +163,7 @@ def test_the_fingerprint_covers_data_recipe_seed_and_membership(pool):
 
 def test_a_file_from_another_fingerprint_is_ignored(tmp_path):
     store = ModelStore(tmp_path)
-    spend = PrivacySpend(
-        private=False,
-        unit="record",
-        epsilon=float("inf"),
-        epsilon_rdp=float("inf"),
-        epsilon_target=float("inf"),
-        delta=0.0,
-        noise_multiplier=0.0,
-        sample_rate=0.1,
-        steps=10,
-        epochs=1,
-        max_grad_norm=1.0,
-        accountant="prv",
-        n_units=10,
-        max_records_per_patient=1,
-    )
+    spend = non_private_spend(n_units=10, delta=0.0, sample_rate=0.1, steps=10, epochs=1)
     output = ReferenceModelOutput(index=5, signals=np.arange(3.0), privacy=spend, train_seconds=1)
     store.save(output, seed=6, fingerprint="abc")
     loaded = store.load(5, fingerprint="abc")
