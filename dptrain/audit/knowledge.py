@@ -29,11 +29,10 @@ import numpy as np
 
 from dptrain.audit.memorisation import proportion_interval
 from dptrain.audit.metrics import record_vulnerability
-from dptrain.audit.paired import remove_membership_effect
-from dptrain.audit.patients import aggregate_by_patient, patient_risk
+from dptrain.audit.null import null_relabellings
+from dptrain.audit.patients import patient_risk
 from dptrain.audit.subgroups import WHOLE_COHORT
 from dptrain.data.cohort import Cohort
-from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 
 FULL_RECORD = "all"
@@ -356,23 +355,16 @@ def _null_patient_auc(
     stream: list[int],
 ) -> np.ndarray:
     """``(repeats, n_patients)`` patient AUCs on membership-free, re-labelled signals."""
-    record_patient = cohort.record_patient
-    null_signals = remove_membership_effect(signals, membership[:, record_patient])
-    rng = np.random.default_rng(stream)
-    aucs = []
-    for _ in range(repeats):
-        fake = balanced_membership_masks(
-            patient_labels=cohort.patient_labels,
-            num_models=len(membership),
-            seed=int(rng.integers(2**32)),
-        )
-        record_auc = record_vulnerability(null_signals, fake[:, record_patient]).auc
-        aucs.append(
-            aggregate_by_patient(
-                record_auc, record_patient, n_patients=cohort.n_patients, how=aggregation
-            )
-        )
-    return np.stack(aucs)
+    relabellings = null_relabellings(
+        signals=signals,
+        membership=membership,
+        record_patient=cohort.record_patient,
+        patient_labels=cohort.patient_labels,
+        aggregation=aggregation,
+        repeats=repeats,
+        rng=np.random.default_rng(stream),
+    )
+    return np.stack([auc for _, _, auc in relabellings])
 
 
 def _group_columns(cohort: Cohort, group: str, names: Sequence[str]) -> set[int]:

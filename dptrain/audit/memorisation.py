@@ -36,11 +36,9 @@ import numpy as np
 from scipy.special import expit
 
 from dptrain.audit.epsilon import clopper_pearson_lower, clopper_pearson_upper
-from dptrain.audit.metrics import record_vulnerability
-from dptrain.audit.paired import remove_membership_effect
+from dptrain.audit.null import null_relabellings
 from dptrain.audit.patients import aggregate_by_patient
 from dptrain.audit.subgroups import WHOLE_COHORT
-from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 
 NOT_IN_JSON = {"json": False}
@@ -303,22 +301,16 @@ def _null_patient_auc(
     seed: int,
 ) -> np.ndarray:
     """``(repeats, n_patients)`` patient AUCs on membership-free, re-labelled signals."""
-    null_signals = remove_membership_effect(signals, membership[:, record_patient])
-    rng = np.random.default_rng([seed, 0x6D656D6F])  # "memo": apart from the other streams
-    aucs = []
-    for _ in range(repeats):
-        fake = balanced_membership_masks(
-            patient_labels=patient_labels,
-            num_models=len(membership),
-            seed=int(rng.integers(2**32)),
-        )
-        record_auc = record_vulnerability(null_signals, fake[:, record_patient]).auc
-        aucs.append(
-            aggregate_by_patient(
-                record_auc, record_patient, n_patients=membership.shape[1], how=aggregation
-            )
-        )
-    return np.stack(aucs)
+    relabellings = null_relabellings(
+        signals=signals,
+        membership=membership,
+        record_patient=record_patient,
+        patient_labels=patient_labels,
+        aggregation=aggregation,
+        repeats=repeats,
+        rng=np.random.default_rng([seed, 0x6D656D6F]),  # "memo": apart from the other streams
+    )
+    return np.stack([auc for _, _, auc in relabellings])
 
 
 def _row(

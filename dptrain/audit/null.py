@@ -21,7 +21,7 @@ upper quantile beside the measured figure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +83,40 @@ class NullFloor:
         return float(np.mean(self.exposed_fdr == 0)) if self.repeats else float("nan")
 
 
+def null_relabellings(
+    *,
+    signals: np.ndarray,
+    membership: np.ndarray,
+    record_patient: np.ndarray,
+    patient_labels: np.ndarray,
+    aggregation: str,
+    repeats: int,
+    rng: np.random.Generator,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The null's re-labellings: membership-free signals under fresh random complementary masks.
+
+    Yields, ``repeats`` times, ``(null_signals, fake_membership, patient_auc)``: the ``(K,
+    n_records)`` signals with each record's IN and OUT moved to their midpoint (the same every
+    time), a ``(K, n_patients)`` balanced mask drawn from ``rng``, and the ``(n_patients,)``
+    patient AUCs under it. Every figure that needs a noise floor is computed from these.
+    """
+    null_signals = remove_membership_effect(signals, membership[:, record_patient])
+    for _ in range(repeats):
+        fake = balanced_membership_masks(
+            patient_labels=patient_labels,
+            num_models=len(membership),
+            seed=int(rng.integers(2**32)),
+        )
+        record_auc = record_vulnerability(null_signals, fake[:, record_patient]).auc
+        yield (
+            null_signals,
+            fake,
+            aggregate_by_patient(
+                record_auc, record_patient, n_patients=membership.shape[1], how=aggregation
+            ),
+        )
+
+
 def null_floor(
     *,
     signals: np.ndarray,
@@ -136,23 +170,22 @@ def null_floor(
     if not 0 < level < 1:
         raise ConfigError(f"level must be in (0, 1), got {level}")
     n_patients = membership.shape[1]
-    null_signals = remove_membership_effect(signals, membership[:, record_patient])
     limits = np.asarray(thresholds, dtype=np.float64)
     rng = np.random.default_rng([seed, 0x6E756C6C])  # "null": apart from the attacks' streams
     figures = {name: np.full(repeats, np.nan) for name in ("attack", "median", "p99", "max")}
     share_above = np.full((repeats, limits.size), np.nan)
     exposed = np.zeros(repeats, dtype=np.int64)
-    for repeat in range(repeats):
-        fake = balanced_membership_masks(
-            patient_labels=patient_labels,
-            num_models=len(membership),
-            seed=int(rng.integers(2**32)),
-        )
+    relabellings = null_relabellings(
+        signals=signals,
+        membership=membership,
+        record_patient=record_patient,
+        patient_labels=patient_labels,
+        aggregation=aggregation,
+        repeats=repeats,
+        rng=rng,
+    )
+    for repeat, (null_signals, fake, auc) in enumerate(relabellings):
         fake_records = fake[:, record_patient]
-        record_auc = record_vulnerability(null_signals, fake_records).auc
-        auc = aggregate_by_patient(
-            record_auc, record_patient, n_patients=n_patients, how=aggregation
-        )
         valid = auc[~np.isnan(auc)]
         if valid.size:
             figures["median"][repeat] = np.median(valid)

@@ -25,6 +25,7 @@ from scipy import stats
 
 from dptrain.errors import DataError
 from dptrain.reporting.files import PATIENT_RISK_FILE, RESULTS_FILE, read_results
+from dptrain.tracking.base import flatten_config as dotted_config
 
 log = logging.getLogger(__name__)
 
@@ -300,20 +301,15 @@ def detect_axes(runs: Sequence[SweepRun]) -> tuple[SweepAxis, ...]:
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> dotted keys; lists become tuples so values can be compared and grouped.
+    """Nested config -> dotted keys, as the trackers log it, with hashable values.
+
+    Lists become tuples so that values can be compared and grouped.
 
     Example:
         >>> flatten_config({"model": {"hidden": [64, 64]}, "seed": 0})
         {'model.hidden': (64, 64), 'seed': 0}
     """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat |= flatten_config(value, prefix=f"{name}.")
-        else:
-            flat[name] = _hashable(value)
-    return flat
+    return {key: _hashable(value) for key, value in dotted_config(config, prefix).items()}
 
 
 def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
