@@ -68,7 +68,7 @@ def check_run_directory_free(run_dir: Path) -> None:
     lock = Path(run_dir) / LOCK_FILE
     try:
         descriptor = os.open(lock, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # no lock (or no directory): nothing holds it; the run's own claim decides
         return
     try:
         fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
