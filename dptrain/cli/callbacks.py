@@ -10,6 +10,7 @@ it, never a failed sweep.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,22 @@ class RunDirectoryGuard(Callback):
     """Keeps Hydra from writing ``.hydra/`` into a run directory that a live run holds.
 
     Hydra turns a callback's exception into a warning, so the guard cannot stop the run itself: it
-    switches Hydra's config copies off for this run, and the app's own claim of the directory
+    switches Hydra's config copies off for this run and sends its job log file (``main.log``,
+    which Hydra opens for appending) to the null device, and the app's own claim of the directory
     (`dptrain.cli.rundir.claim_run_directory`) then refuses it in one line with exit status 2.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Turns ``hydra.output_subdir`` off when another run holds the directory."""
+        """Keeps Hydra's files out of the directory when another run holds it."""
         try:
             check_run_directory_free(Path(config.hydra.run.dir))
         except DptrainError:
             with read_write(config.hydra), open_dict(config.hydra):
                 config.hydra.output_subdir = None
+                handlers = (config.hydra.get("job_logging") or {}).get("handlers") or {}
+                for handler in handlers.values():
+                    if "filename" in handler:
+                        handler.filename = os.devnull
 
 
 class SweepReportCallback(Callback):

@@ -2,6 +2,8 @@
 
 import fcntl
 import os
+import subprocess
+import sys
 
 from dptrain.cli.rundir import LOCK_FILE
 
@@ -40,3 +42,70 @@ def test_a_free_directory_runs(monkeypatch, capsys, tmp_path, visits_csv):
     )
     assert code == 0, err
     assert (run_dir / ".hydra" / "config.yaml").exists() and not (run_dir / LOCK_FILE).exists()
+
+
+def test_a_held_run_directory_keeps_the_first_runs_log(tmp_path, visits_csv):
+    """With Hydra's own job logging (a ``main.log`` it opens for appending), as users run it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    log = run_dir / "main.log"  # the job log of `python -m dptrain` (job name: main)
+    log.write_text("the first run's log\n")
+    lock = run_dir / LOCK_FILE
+    lock.write_text("1")
+    holder = os.open(lock, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dptrain",
+                *table_overrides(visits_csv),
+                *FAST,
+                "audit=none",
+                f"hydra.run.dir={run_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(holder)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "is in use by process 1" in done.stderr
+    assert log.read_text() == "the first run's log\n"
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE, "main.log"]
+
+
+def test_the_guard_sends_hydras_job_log_of_a_held_directory_to_the_null_device(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import read_write
+
+    from dptrain.cli.callbacks import RunDirectoryGuard
+    from dptrain.cli.config import CONFIG_DIR, register_schemas
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    register_schemas()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        config = compose(
+            config_name="config", overrides=[f"hydra.run.dir={run_dir}"], return_hydra_config=True
+        )
+    GlobalHydra.instance().clear()
+    with read_write(config.hydra):
+        config.hydra.runtime.output_dir = str(run_dir)  # as Hydra sets it before a run
+    RunDirectoryGuard().on_run_start(config)  # free: Hydra writes as usual
+    assert config.hydra.output_subdir == ".hydra"
+    assert config.hydra.job_logging.handlers.file.filename != os.devnull
+    lock = run_dir / LOCK_FILE
+    lock.write_text("1")
+    holder = os.open(lock, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        RunDirectoryGuard().on_run_start(config)
+    finally:
+        os.close(holder)
+    assert config.hydra.output_subdir is None
+    assert config.hydra.job_logging.handlers.file.filename == os.devnull
