@@ -47,3 +47,44 @@ def test_default_actg175_figures_are_unchanged(tmp_path):
         "first_signal": float(audit.signals[0, 0]),
     }
     assert measured == pytest.approx(PINNED, rel=1e-6, abs=1e-9)
+
+
+# `train.early_stopping=true` (opt-in; on in experiment=epsilon_sweep): 171 of the 1711 training
+# patients choose the epoch, the audit's models train the kept 16 epochs with the σ of 30.
+PINNED_EARLY_STOPPING = {
+    "epsilon": 7.994326608270794,
+    "n_units": 1540,
+    "auroc": 0.7758487654320988,
+    "kept_epoch": 16,
+    "validation_score": 0.8058324104835732,
+    "model_epochs": 16,
+    "model_epsilon": 5.682461962712532,
+    "loss_attack_auc": 0.5085784144981303,
+    "signal_sum": 20623.44311456289,
+}
+
+
+@pytest.mark.slow
+def test_default_actg175_figures_with_early_stopping_are_unchanged(tmp_path):
+    config = compose_run_config(
+        ["audit.num_models=4", "audit.workers=1", "tracker=none", "train.early_stopping=true"]
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = run(config, output_dir=tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    audit = report.audit
+    measured = {
+        "epsilon": report.privacy.epsilon,
+        "n_units": report.privacy.n_units,
+        "auroc": report.utility.overall.auroc,
+        "kept_epoch": report.training["kept_epoch"],
+        "validation_score": report.training["validation_score"],
+        "model_epochs": audit.model_privacy.epochs,
+        "model_epsilon": audit.model_privacy.epsilon,
+        "loss_attack_auc": next(a for a in audit.attacks if a.name == "loss").metrics.auc,
+        "signal_sum": float(audit.signals.sum()),
+    }
+    assert measured == pytest.approx(PINNED_EARLY_STOPPING, rel=1e-6, abs=1e-9)

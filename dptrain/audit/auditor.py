@@ -22,13 +22,15 @@ The three bounds answer different questions:
   the headline.
 
 How the threshold (or the number of guesses) is chosen is paid for by a typed strategy:
-`FixedThreshold` (chosen before the scores were seen), `BestThresholdBonferroni` (best of a grid,
-significance divided over the grid) or `SplitSample` (chosen on a random half, evaluated on the
-other).
+`FixedThreshold` (chosen before the scores were seen), `PlannedThreshold` (the threshold the
+planned mechanism makes best, also chosen before the scores were seen), `BestThresholdBonferroni`
+(best of a grid, significance divided over the grid) or `SplitSample` (chosen on a random half,
+evaluated on the other).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +46,7 @@ from dptrain.audit.epsilon import (
 )
 from dptrain.audit.lower_bounds import (  # noqa: F401 (re-exported: the auditor's arithmetic)
     MAX_EPSILON_SEARCH,
+    PlannedScores,
     gdp_epsilon,
     gdp_mu,
     one_run_epsilon,
@@ -95,7 +98,33 @@ class SplitSample:
     seed: int = 0
 
 
-ThresholdStrategy = FixedThreshold | BestThresholdBonferroni | SplitSample
+@dataclass(frozen=True)
+class PlannedThreshold:
+    """Use the threshold that is best under the planned mechanism: fixed in advance, no correction.
+
+    When the mechanism is planned (DP-SGD's σ, q and T are known before training), the scores'
+    distributions for members and non-members follow from the plan alone, and so does the
+    threshold whose Clopper–Pearson bound is largest at the expected counts
+    (`PlannedScores.best_threshold`). The choice depends on the plan and the class sizes, never
+    on the audited scores, so it is a fixed threshold: the bound needs no multiple-testing
+    correction and holds at its confidence whatever the implementation really does (a broken one
+    only moves the counts, which the bound then reports).
+
+    Attributes:
+        planned: The score's tails under the planned mechanism, e.g.
+            `dptrain.audit.lower_bounds.subsampled_gaussian_scores`.
+    """
+
+    planned: PlannedScores = field(repr=False)
+
+    def threshold(self, *, n_in: int, n_out: int, delta: float, confidence: float) -> float:
+        """The planned threshold for n_in members and n_out non-members."""
+        return self.planned.best_threshold(
+            n_in=n_in, n_out=n_out, delta=delta, confidence=confidence
+        )[0]
+
+
+ThresholdStrategy = FixedThreshold | PlannedThreshold | BestThresholdBonferroni | SplitSample
 
 
 @dataclass(frozen=True)
@@ -272,6 +301,12 @@ class ScoreAuditor:
             return epsilon_at_threshold(
                 scores, members, threshold=strategy.threshold, delta=delta, confidence=confidence
             )
+        if isinstance(strategy, PlannedThreshold):
+            threshold = self._planned_threshold(strategy, delta=delta, confidence=confidence)
+            bound = epsilon_at_threshold(
+                scores, members, threshold=threshold, delta=delta, confidence=confidence
+            )
+            return dataclasses.replace(bound, correction="planned")
         if isinstance(strategy, BestThresholdBonferroni):
             return epsilon_lower_bound(
                 scores,
@@ -318,8 +353,14 @@ class ScoreAuditor:
         if not 0 < delta < 1:
             raise ConfigError(f"delta must be in (0, 1), got {delta}")
         alpha = 1 - confidence
-        if isinstance(strategy, FixedThreshold):
-            thresholds = np.array([float(strategy.threshold)])
+        if isinstance(strategy, FixedThreshold | PlannedThreshold):
+            thresholds = np.array(
+                [
+                    strategy.threshold
+                    if isinstance(strategy, FixedThreshold)
+                    else self._planned_threshold(strategy, delta=delta, confidence=confidence)
+                ]
+            )
             mu, fpr_ub, fnr_ub = self._gdp_mu(thresholds, alpha / 2)
         elif isinstance(strategy, BestThresholdBonferroni):
             thresholds = candidate_thresholds(self.scores, self.is_member, strategy.max_candidates)
@@ -367,7 +408,8 @@ class ScoreAuditor:
             strategy: `FixedThreshold` (its ``num_guesses`` highest scores guessed in),
                 `BestThresholdBonferroni` (best of up to ``max_candidates`` k, geometric from 1
                 to m/2, significance divided over them) or `SplitSample` (k chosen on half of
-                the canaries, evaluated on the other half).
+                the canaries, evaluated on the other half). `PlannedThreshold` is refused: the
+                one-run bound guesses by rank, not by threshold.
 
         Returns:
             The bound with its guess counts.
@@ -396,6 +438,11 @@ class ScoreAuditor:
             fraction = held_out.scores.size / selection.scores.size
             k = max(1, round(chosen.num_guesses_in * fraction))
             return held_out._one_run_at([(k, k)], delta=delta, alpha=alpha)
+        if isinstance(strategy, PlannedThreshold):
+            raise ConfigError(
+                "the one-run bound guesses by rank: use FixedThreshold(num_guesses=...) or "
+                "BestThresholdBonferroni, not PlannedThreshold"
+            )
         raise ConfigError(f"unknown threshold strategy {strategy!r}")
 
     def summary(
@@ -404,18 +451,36 @@ class ScoreAuditor:
         delta: float,
         confidence: float = 0.95,
         fpr_targets: tuple[float, ...] = (0.001, 0.01),
+        clopper_pearson_strategy: ThresholdStrategy = BestThresholdBonferroni(),
     ) -> AuditSummary:
-        """AUROC, TPR at the targets and the three bounds with their default strategies."""
+        """AUROC, TPR at the targets and the three bounds.
+
+        The one-run and Gaussian-DP bounds use their default strategies, Clopper–Pearson uses
+        ``clopper_pearson_strategy``.
+        """
         metrics = attack_metrics(self.scores, self.is_member, fpr_targets=fpr_targets)
         return AuditSummary(
             auroc=metrics.auc,
             fpr_targets=metrics.fpr_targets,
             tpr_at_fpr=metrics.tpr_at_fpr,
-            clopper_pearson=self.epsilon_clopper_pearson(delta=delta, confidence=confidence),
+            clopper_pearson=self.epsilon_clopper_pearson(
+                delta=delta, confidence=confidence, strategy=clopper_pearson_strategy
+            ),
             one_run=self.epsilon_one_run(delta=delta, confidence=confidence),
             gaussian_dp=self.epsilon_gaussian_dp(delta=max(delta, 1e-12), confidence=confidence),
             num_in=self.in_scores.size,
             num_out=self.out_scores.size,
+        )
+
+    def _planned_threshold(
+        self, strategy: PlannedThreshold, *, delta: float, confidence: float
+    ) -> float:
+        """The plan's best threshold for these class sizes (the sizes, not the scores)."""
+        return strategy.threshold(
+            n_in=self.in_scores.size,
+            n_out=self.out_scores.size,
+            delta=delta,
+            confidence=confidence,
         )
 
     def _gdp_mu(

@@ -86,6 +86,9 @@ class AuditConfig:
         canary_kind: ``mislabel`` (held-out records with a wrong label), ``ood``
             (out-of-distribution inputs) or ``both``, for the black-box canary audit.
         dp_audit_confidence: Confidence of the DP audits' ε lower bounds.
+        whitebox_runs: Models the white-box audit trains, each with fresh canaries, pooled
+            (1 by default; ``auto``: as many as its plan says reach half the accountant's ε,
+            at most 64; on the default MLP 8 to 16 at ε = 2 to 8).
         slurm_options: Further submitit parameters, passed through as they are (e.g.
             ``+audit.slurm_options.slurm_mem=8G``).
         null_repeats: Re-labellings of the model pairs behind the noise floor of every headline
@@ -102,10 +105,12 @@ class AuditConfig:
             model also scores the pool with each candidate value, one extra forward pass per
             value. The default config takes them from ``data.sensitive_attributes``; empty
             skips attribute inference.
-        knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge`), tables only: each
-            level is ``all`` or feature groups joined by ``+`` (``demographics+labs``); the
-            attacker queries each model with the unknown features set to the population value,
-            one extra forward pass per level other than ``all``. Empty skips it.
+        knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge`): each level is
+            ``all``, feature groups joined by ``+`` (tables: ``demographics+labs``), or record
+            parts joined by ``+`` (images: ``center:0.5``, ``lowres:7``; signals:
+            ``leads:I+II``, ``window:0-2.5``; `dptrain.audit.knowledge_regions`); the attacker
+            queries each model with the unknown part set to the population's, one extra forward
+            pass per level other than ``all``. Empty skips it.
         feature_groups: Group name -> data columns, for ``knowledge``; the default config takes
             them from ``data.feature_groups``.
         severity: Attribute (or ``label``) -> {value -> ``low``, ``medium`` or ``high``}, the
@@ -146,6 +151,7 @@ class AuditConfig:
     num_canaries: int | None = None
     canary_kind: str = "mislabel"
     dp_audit_confidence: float = 0.95
+    whitebox_runs: Any = 1  # a positive int or "auto" (Hydra has no int | str)
     predictable_confidence: float = 0.8
     sensitive_attributes: list[str] = field(default_factory=list)
     knowledge: list[str] = field(default_factory=list)
@@ -156,6 +162,7 @@ class AuditConfig:
     def __post_init__(self) -> None:
         self.lira_fixed_variance = _bool_or_auto(self.lira_fixed_variance)
         self.num_models = _even_or_auto(self.num_models)
+        self.whitebox_runs = _positive_or_auto(self.whitebox_runs)
         if self.mode not in AUDIT_MODES:
             raise ConfigError(f"audit.mode must be one of {list(AUDIT_MODES)}, got {self.mode!r}")
         for name in ("auto_round_models", "max_models"):
@@ -290,6 +297,17 @@ def _even_or_auto(value: Any) -> int | str:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
         raise ConfigError(f"audit.num_models must be an even number >= 2 or auto, got {value!r}")
+    return value
+
+
+def _positive_or_auto(value: Any) -> int | str:
+    """A run count >= 1 (int or digits) or ``auto``; anything else is a config error."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"audit.whitebox_runs must be an integer >= 1 or auto, got {value!r}")
     return value
 
 

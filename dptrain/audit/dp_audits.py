@@ -7,8 +7,9 @@ whether the DP-SGD that trained them keeps the accountant's promise, with worst-
   probability ½, scored by the trained model; Steinke et al.'s one-run ε lower bound
   (`dptrain.audit.canary`).
 - ``whitebox`` (Nasr et al. 2023): Dirac gradient canaries handed to the real Opacus optimiser and
-  every noisy update observed; a Clopper–Pearson ε lower bound over independent canaries
-  (`dptrain.audit.whitebox`).
+  every noisy update observed; a Clopper–Pearson ε lower bound over independent canaries at a
+  threshold planned from σ, q and T, beside what that many canaries can reach at best
+  (`dptrain.audit.whitebox`; ``audit.whitebox_runs`` pools several models' canaries).
 
 Each returns a `DPAuditRow`: the headline lower bound beside the accountant's ε, the secondary
 bounds, and the counts a reader needs to judge it. A lower bound above the accountant's ε refutes
@@ -135,16 +136,19 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
             applicable=False,
             reason="the non-private baseline has no DP optimiser to audit",
         )
-    result = whitebox_audit(**inputs.recipe())
+    result = whitebox_audit(**inputs.recipe(), runs=inputs.audit.whitebox_runs)
+    runs = f"{result.num_runs} models" if result.num_runs > 1 else "one model"
     return DPAuditRow(
         name="whitebox",
         method=(
             f"white box (Nasr et al. 2023): {result.num_canaries} Dirac gradient canaries in "
-            f"Opacus' optimiser ({result.grad_sample_mode}), every noisy update observed over "
-            f"{result.num_steps} steps; Clopper–Pearson bound"
+            f"Opacus' optimiser ({result.grad_sample_mode}, {runs}), every noisy update observed "
+            f"over {result.num_steps} steps; Clopper–Pearson bound at the likelihood-ratio "
+            "threshold planned from σ, q and T"
         ),
         **_bound(result),
         secondary={
+            "reachable": result.epsilon_reachable,
             "gaussian_dp": result.epsilon_gaussian_dp,
             "one_run": result.epsilon_one_run,
             "in_step_mean": result.in_step_mean,
@@ -152,7 +156,16 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
             "out_step_mean": result.out_step_mean,
             "noise_multiplier": result.noise_multiplier,
         },
-        counts={"canaries": result.num_canaries, "steps": result.num_steps},
+        counts={
+            "canaries": result.num_canaries,
+            "runs": result.num_runs,
+            "steps": result.num_steps,
+            **(
+                {"runs_for_half_epsilon": result.runs_for_half_epsilon}
+                if result.runs_for_half_epsilon is not None
+                else {}
+            ),
+        },
     )
 
 

@@ -9,12 +9,20 @@ with a per-patient AUC above the first risk threshold), whose two-sided Clopper�
 scales with it; and a sensitive subgroup (rated medium or high) "carries the exposed tail" when
 its exposed share is detectably above the cohort's: the lower end of its interval exceeds the
 cohort's exposed share. Only subgroup labels are reported, never raw values.
+
+Patients are ranked too, but only those on the audit's FDR-controlled exposure list (their
+exposure is statistically established, `dptrain.audit.fdr`): by their severity weight (the highest
+rating among their subgroups and class) times their attack advantage's lower bound,
+``2 · AUC_lower − 1`` clipped at 0, so a confidently exposed haemophiliac outranks a marginally
+exposed one and both outrank an unrated patient with the same evidence. The ranking goes to
+``patient_risk.csv`` (``severity``, ``rated_as``, ``harm_score``, ``harm_rank``); the report shows
+the top of it by rank, subgroup label and risk only, never by id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +32,8 @@ from dptrain.errors import ConfigError
 SEVERITY_WEIGHTS = {"low": 1, "medium": 2, "high": 3}
 LABEL = "label"
 UNRATED = "low"
+NOT_IN_JSON = {"json": False}
+TOP_PATIENTS = 10  # exposed patients the report lists by harm (patient_risk.csv has them all)
 
 
 def severity_weight(level: str) -> int:
@@ -76,6 +86,27 @@ class HarmRow:
 
 
 @dataclass(frozen=True)
+class PatientHarm:
+    """One FDR-exposed patient's place in the harm ranking (no id: the report shows these).
+
+    Attributes:
+        rank: 1 for the most harmful.
+        severity: The patient's highest severity (``low`` when unrated).
+        rated_as: The subgroup that gives it (``hemo = hemophilia``), empty when unrated.
+        auc: The patient's attack AUC.
+        auc_lower: Its one-sided lower confidence bound.
+        score: Weight × max(0, 2 · ``auc_lower`` − 1).
+    """
+
+    rank: int
+    severity: str
+    rated_as: str
+    auc: float
+    auc_lower: float
+    score: float
+
+
+@dataclass(frozen=True)
 class HarmRanking:
     """Subgroups ranked by severity × exposed share, highest first.
 
@@ -85,6 +116,15 @@ class HarmRanking:
         exposed_patients: Exposed patients in the cohort.
         cohort_share: Exposed share of the whole cohort.
         rows: Every subgroup value, ranked (ties broken by the share's lower bound).
+        top_patients: The highest-ranked FDR-exposed patients (at most `TOP_PATIENTS`), without
+            ids: the report's per-patient ranking.
+        patient_severity: ``(n_patients,)`` str, each patient's highest severity.
+        patient_rated_as: ``(n_patients,)`` str, the subgroup (``attribute = value``) that gives
+            it, empty when unrated.
+        patient_score: ``(n_patients,)`` float64, weight × max(0, 2 · AUC lower bound − 1); NaN
+            when no lower bound was given.
+        patient_rank: ``(n_patients,)`` int64, 1 for the most harmful FDR-exposed patient, 0 for
+            patients not on the FDR list.
     """
 
     threshold: float
@@ -92,6 +132,11 @@ class HarmRanking:
     exposed_patients: int
     cohort_share: float
     rows: tuple[HarmRow, ...]
+    top_patients: tuple[PatientHarm, ...] = ()
+    patient_severity: np.ndarray = field(default=None, metadata=NOT_IN_JSON)
+    patient_rated_as: np.ndarray = field(default=None, metadata=NOT_IN_JSON)
+    patient_score: np.ndarray = field(default=None, metadata=NOT_IN_JSON)
+    patient_rank: np.ndarray = field(default=None, metadata=NOT_IN_JSON)
 
     @property
     def tail_groups(self) -> tuple[HarmRow, ...]:
@@ -109,8 +154,10 @@ def harm_ranking(
     value_names: Mapping[str, Mapping[str, str]],
     threshold: float,
     confidence: float,
+    patient_lower_bound: np.ndarray | None = None,
+    patient_exposed: np.ndarray | None = None,
 ) -> HarmRanking:
-    """Ranks every subgroup value (and class) by severity × exposed share.
+    """Ranks every subgroup value (and class) by severity × exposed share, and exposed patients.
 
     Args:
         patient_auc: ``(n_patients,)`` per-patient attack AUC.
@@ -124,6 +171,10 @@ def harm_ranking(
         value_names: The data config's raw value -> reported name per attribute.
         threshold: Patient AUC above which a patient is exposed.
         confidence: Two-sided confidence of the intervals.
+        patient_lower_bound: ``(n_patients,)`` one-sided lower bound of each patient's AUC;
+            None ranks no patient.
+        patient_exposed: ``(n_patients,)`` bool, the FDR-controlled exposure list; only these
+            patients are ranked. None ranks no patient.
 
     Returns:
         The ranking.
@@ -174,13 +225,72 @@ def harm_ranking(
                 )
             )
     rows.sort(key=lambda row: (-row.weighted, -row.weighted_interval[0], not row.rated))
+    severity_of, rated_as = _patient_severity(groups, rated, len(exposed))
+    weight = np.array([SEVERITY_WEIGHTS[level] for level in severity_of], dtype=np.float64)
+    score, rank, top = _rank_patients(
+        weight, severity_of, rated_as, np.asarray(patient_auc), patient_lower_bound, patient_exposed
+    )
     return HarmRanking(
         threshold=float(threshold),
         confidence=confidence,
         exposed_patients=n_exposed,
         cohort_share=cohort_share,
         rows=tuple(rows),
+        top_patients=top,
+        patient_severity=severity_of,
+        patient_rated_as=rated_as,
+        patient_score=score,
+        patient_rank=rank,
     )
+
+
+def _patient_severity(
+    groups: Mapping[str, np.ndarray], rated: Mapping[tuple[str, str], str], n_patients: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient's highest severity and the subgroup giving it (first rated one on ties)."""
+    best = np.zeros(n_patients, dtype=np.int64)
+    severity = np.full(n_patients, UNRATED, dtype=object)
+    source = np.full(n_patients, "", dtype=object)
+    for (attribute, value), level in rated.items():
+        weight = SEVERITY_WEIGHTS[level]
+        members = (groups[attribute] == value) & (weight > best)
+        best[members] = weight
+        severity[members] = level
+        source[members] = f"{attribute} = {value}"
+    return severity.astype(str), source.astype(str)
+
+
+def _rank_patients(
+    weight: np.ndarray,
+    severity: np.ndarray,
+    rated_as: np.ndarray,
+    auc: np.ndarray,
+    lower_bound: np.ndarray | None,
+    exposed: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, tuple[PatientHarm, ...]]:
+    """Harm scores, ranks (0 = not on the FDR list) and the report's top patients."""
+    n_patients = len(weight)
+    rank = np.zeros(n_patients, dtype=np.int64)
+    if lower_bound is None or exposed is None:
+        return np.full(n_patients, np.nan), rank, ()
+    lower = np.asarray(lower_bound, dtype=np.float64)
+    score = weight * np.clip(2 * np.nan_to_num(lower, nan=0.5) - 1, 0, None)
+    listed = np.flatnonzero(np.asarray(exposed, dtype=bool))
+    # Highest score first; then the heavier rating, the larger AUC, the cohort order.
+    order = listed[np.lexsort((listed, -auc[listed], -weight[listed], -score[listed]))]
+    rank[order] = np.arange(1, len(order) + 1)
+    top = tuple(
+        PatientHarm(
+            rank=int(rank[i]),
+            severity=str(severity[i]),
+            rated_as=str(rated_as[i]),
+            auc=float(auc[i]),
+            auc_lower=float(lower[i]),
+            score=float(score[i]),
+        )
+        for i in order[:TOP_PATIENTS]
+    )
+    return score, rank, top
 
 
 def _resolve(

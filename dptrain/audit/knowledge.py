@@ -8,7 +8,10 @@ Fredrikson et al. (2014), each knowledge level names the feature groups the atta
 (``audit.knowledge``, groups from ``data.feature_groups``): the record they query the model with
 keeps the known features and replaces every other one by the population's value, the median of
 the pool's records for a numeric input and the most frequent level for a one-hot block; the label
-is known. ``all`` is the full record, i.e. the audit's own attacker.
+is known. ``all`` is the full record, i.e. the audit's own attacker. Images and signals have no
+named features: their levels name regions of the record (a centre crop, a thumbnail, leads, a
+time window) and the rest is taken from the pool's mean record (`dptrain.audit.knowledge_regions`).
+Both are an `Imputation`, so everything after the query is shared.
 
 Every audit model scores the imputed pool once per partial level (one extra forward pass each,
 `dptrain.audit.reference`), and each level's signals go through exactly the per-patient
@@ -24,70 +27,161 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from dptrain.audit.knowledge_regions import RecordLayout, record_layout, region_levels
 from dptrain.audit.memorisation import proportion_interval
 from dptrain.audit.metrics import record_vulnerability
 from dptrain.audit.null import null_relabellings
 from dptrain.audit.patients import patient_risk
 from dptrain.audit.subgroups import WHOLE_COHORT
 from dptrain.data.cohort import Cohort
+from dptrain.data.records import Records, chunks, record_shape
 from dptrain.errors import ConfigError
+from dptrain.models import model_frontend
 
 FULL_RECORD = "all"
 IMPUTATION = (
     "unknown inputs replaced by the pool's median (numeric) or most frequent level (one-hot "
     "blocks); the label is known"
 )
+FRONTEND_CHUNK = 512
 
 
-@dataclass(frozen=True)
-class KnowledgeLevel:
-    """One attacker: the feature groups they know, and how the rest of a record is imputed.
+class Imputation(Protocol):
+    """How an attacker who knows part of a record forms their query from the true record.
+
+    A table level (`ColumnImputation`) fills unknown columns; an image or signal level
+    (`dptrain.audit.knowledge_regions.RegionImputation`) fills unknown regions.
+    """
+
+    description: str  # how unknown parts are filled, in words, for the report
+
+    @property
+    def imputed_inputs(self) -> int:
+        """Input values of a record the attacker does not know."""
+
+    def impute(self, records: np.ndarray) -> np.ndarray:
+        """``(n, *record_shape)`` in-memory records as the attacker queries them."""
+
+    def queries(self, records: Records) -> Records:
+        """The pool as the attacker queries it (in memory or lazily imputed)."""
+
+    def key(self) -> list:
+        """JSON-able: what the queries depend on, for saved models' signals."""
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnImputation:
+    """A table attacker: unknown columns set to the population value.
 
     Attributes:
-        name: The level as configured (``demographics+labs``, ``all``).
-        known_groups: The feature groups it knows (every group for ``all``).
-        unknown_columns: Feature columns replaced by the population value (empty for ``all``).
+        unknown_columns: Feature columns replaced by the population value.
         fill_values: ``(len(unknown_columns),)`` the population value written into each.
     """
 
-    name: str
-    known_groups: tuple[str, ...]
     unknown_columns: tuple[int, ...]
     fill_values: tuple[float, ...]
+    description = IMPUTATION
 
     @property
-    def full(self) -> bool:
-        """Whether the attacker knows the whole record (no extra forward pass needed)."""
-        return not self.unknown_columns
+    def imputed_inputs(self) -> int:
+        """Columns the attacker does not know."""
+        return len(self.unknown_columns)
 
-    def impute(self, features: np.ndarray) -> np.ndarray:
-        """A copy of ``features`` with the unknown columns set to the population values."""
-        imputed = np.array(features, copy=True)
+    def impute(self, records: np.ndarray) -> np.ndarray:
+        """A copy of ``records`` with the unknown columns set to the population values."""
+        imputed = np.array(records, copy=True)
         if self.unknown_columns:
             columns = list(self.unknown_columns)
             imputed[:, columns] = np.asarray(self.fill_values, dtype=imputed.dtype)
         return imputed
 
+    def queries(self, records: Records) -> np.ndarray:
+        """The imputed table (tables are in memory)."""
+        return self.impute(records)
+
+    def key(self) -> list:
+        """The unknown columns and their fill values."""
+        return [list(self.unknown_columns), list(self.fill_values)]
+
+
+@dataclass(frozen=True, eq=False)
+class KnowledgeLevel:
+    """One attacker: what they know, and how the rest of a record is imputed.
+
+    Attributes:
+        name: The level as configured (``demographics+labs``, ``center:0.5``, ``all``).
+        known_groups: What it knows: feature groups (every group for ``all``), or the record's
+            known parts in words (``centre 14×14 px``, ``leads I, II``).
+        imputation: How the attacker forms a query; None for ``all`` (the record itself).
+        inputs: ``(n_records, *model_input_shape)`` the imputed pool already through the model's
+            fixed front end, computed once (`dptrain.training.frontend`); None without one.
+        frontend: The front end's name behind ``inputs``.
+    """
+
+    name: str
+    known_groups: tuple[str, ...]
+    imputation: Imputation | None = None
+    inputs: np.ndarray | None = None
+    frontend: str | None = None
+
+    @property
+    def full(self) -> bool:
+        """Whether the attacker knows the whole record (no extra forward pass needed)."""
+        return self.imputation is None
+
+    @property
+    def imputed_inputs(self) -> int:
+        """Input values of a record replaced by the population's (0 for ``all``)."""
+        return 0 if self.imputation is None else self.imputation.imputed_inputs
+
+    def impute(self, records: np.ndarray) -> np.ndarray:
+        """``records`` as this attacker queries a model with them (raw records)."""
+        if self.imputation is None:
+            return np.array(records, copy=True)
+        return self.imputation.impute(records)
+
+    def queries(self, records: Records) -> Records:
+        """The model inputs of this attacker's queries of the pool whose inputs are ``records``."""
+        if self.inputs is not None:
+            return self.inputs
+        return records if self.imputation is None else self.imputation.queries(records)
+
 
 def knowledge_levels(
-    cohort: Cohort, *, levels: Sequence[str], feature_groups: Mapping[str, Sequence[str]]
+    cohort: Cohort,
+    *,
+    levels: Sequence[str],
+    feature_groups: Mapping[str, Sequence[str]],
+    raw_records: Records | None = None,
+    frontend: object | None = None,
+    layout: RecordLayout | None = None,
 ) -> tuple[KnowledgeLevel, ...]:
-    """Resolves ``audit.knowledge`` against the cohort's feature columns.
+    """Resolves ``audit.knowledge`` against the cohort's feature columns, or its records' regions.
 
     Args:
-        cohort: The audit pool (a table: its features are named).
-        levels: Level names: ``all``, or feature-group names joined by ``+``.
+        cohort: The audit pool. A table's features are named: levels are feature groups.
+            Images and signals are not: levels are regions (`dptrain.audit.knowledge_regions`).
+        levels: Level names: ``all``, feature-group names joined by ``+`` (tables), or record
+            parts joined by ``+`` (``center:0.5``, ``lowres:7``, ``leads:I+II``, ``window:0-2.5``).
         feature_groups: Group name -> data columns (a numeric feature, or a one-hot encoded
             categorical column whose features are ``name=level``).
+        raw_records: The pool's records before the model's fixed front end, when
+            ``cohort.features`` are its output; the imputed records then go through
+            ``frontend`` once here, as the pool's did.
+        frontend: The model's fixed front end (`dptrain.models.model_frontend`), with
+            ``raw_records``.
+        layout: Lead names and sampling rate of signals (`record_layout`); None: unnamed.
 
     Returns:
         One level per name, in order (empty without levels).
 
     Raises:
-        ConfigError: For non-table data, an unknown group, or a column that is not an input.
+        ConfigError: For an unknown group, a column that is not an input, or a region spec that
+            is malformed or does not fit the records; each message names the level.
 
     Example:
         >>> cohort = Cohort.from_records(name="t", features=np.array([[1, 5], [3, 6], [2, 9]],
@@ -100,10 +194,7 @@ def knowledge_levels(
     if not levels:
         return ()
     if not cohort.feature_names:
-        raise ConfigError(
-            f"audit.knowledge: knowledge levels apply to tables; {cohort.name!r} has no named "
-            "features (images, signals), set audit.knowledge=[]"
-        )
+        return _region_levels(cohort, levels, raw_records, frontend, layout or RecordLayout())
     columns = {
         group: _group_columns(cohort, group, names) for group, names in feature_groups.items()
     }
@@ -127,11 +218,57 @@ def knowledge_levels(
             KnowledgeLevel(
                 name=name,
                 known_groups=known_groups,
-                unknown_columns=unknown,
-                fill_values=tuple(float(fills[index]) for index in unknown),
+                imputation=(
+                    ColumnImputation(
+                        unknown_columns=unknown,
+                        fill_values=tuple(float(fills[index]) for index in unknown),
+                    )
+                    if unknown
+                    else None
+                ),
             )
         )
     return tuple(resolved)
+
+
+def run_knowledge_levels(
+    *,
+    levels: Sequence[str],
+    feature_groups: Mapping[str, Sequence[str]],
+    cohort: Cohort,
+    raw_records: Records,
+    model_factory: object,
+    data_config: object,
+) -> tuple[KnowledgeLevel, ...]:
+    """`knowledge_levels` for a run: the front end and the signal layout found from its configs.
+
+    Called before any training, so a bad level fails in seconds.
+
+    Args:
+        levels: ``audit.knowledge``.
+        feature_groups: ``audit.feature_groups``.
+        cohort: The pool as the models see it (after the front end, if the model has one).
+        raw_records: The pool's records as loaded (the same as ``cohort.features`` without a
+            front end).
+        model_factory: The model config (its ``frontend``, if any, is applied to imputed records).
+        data_config: The data config (lead names and sampling rate of signals).
+
+    Returns:
+        The resolved levels.
+    """
+    if not levels:
+        return ()
+    frontend = None
+    if raw_records is not cohort.features:
+        frontend = model_frontend(model_factory, record_shape(raw_records))
+    return knowledge_levels(
+        cohort,
+        levels=levels,
+        feature_groups=feature_groups,
+        raw_records=raw_records if frontend is not None else None,
+        frontend=frontend,
+        layout=record_layout(data_config, raw_records),
+    )
 
 
 def knowledge_key(levels: Sequence[KnowledgeLevel]) -> str:
@@ -139,26 +276,57 @@ def knowledge_key(levels: Sequence[KnowledgeLevel]) -> str:
     partial = [level for level in levels if not level.full]
     if not partial:
         return ""
-    return json.dumps([[lv.name, list(lv.unknown_columns), list(lv.fill_values)] for lv in partial])
+    return json.dumps(
+        [[lv.name, *lv.imputation.key(), *([lv.frontend] if lv.frontend else [])] for lv in partial]
+    )
 
 
 def knowledge_signals(
-    predict_signals: Callable[[np.ndarray], np.ndarray],
-    features: np.ndarray,
+    predict_signals: Callable[[Records], np.ndarray],
+    features: Records,
     levels: Sequence[KnowledgeLevel],
 ) -> np.ndarray | None:
     """φ of every imputed pool record under one model, one row per partial level.
 
     Args:
-        predict_signals: ``features -> (n_records,)`` φ of the true labels under one model.
-        features: ``(n_records, n_features)`` the pool's raw features.
+        predict_signals: ``inputs -> (n_records,)`` φ of the true labels under one model.
+        features: ``(n_records, ...)`` the pool's model inputs.
         levels: The knowledge levels; full ones (``all``) need no pass and get no row.
 
     Returns:
         ``(n_partial_levels, n_records)`` float64, or None without a partial level.
     """
-    rows = [predict_signals(level.impute(features)) for level in levels if not level.full]
+    rows = [predict_signals(level.queries(features)) for level in levels if not level.full]
     return np.stack(rows).astype(np.float64) if rows else None
+
+
+def _region_levels(
+    cohort: Cohort,
+    levels: Sequence[str],
+    raw_records: Records | None,
+    frontend: object | None,
+    layout: RecordLayout,
+) -> tuple[KnowledgeLevel, ...]:
+    """Image and signal levels; with a front end, each imputed pool is transformed here, once."""
+    records = cohort.features if raw_records is None else raw_records
+    resolved = []
+    for level in region_levels(levels, records=records, layout=layout, data_name=cohort.name):
+        inputs = None
+        if frontend is not None and level.imputation is not None:
+            queries = level.imputation.queries(records)
+            inputs = np.concatenate(
+                [frontend.transform(chunk) for chunk in chunks(queries, FRONTEND_CHUNK)]
+            ).astype(np.float32)
+        resolved.append(
+            KnowledgeLevel(
+                name=level.name,
+                known_groups=level.known_parts,
+                imputation=level.imputation,
+                inputs=inputs,
+                frontend=None if inputs is None else frontend.name,
+            )
+        )
+    return tuple(resolved)
 
 
 @dataclass(frozen=True)
@@ -197,8 +365,9 @@ class KnowledgeResult:
 
     Attributes:
         level: The level's name.
-        known_groups: Feature groups the attacker knows.
-        imputed_features: Input columns the attacker replaced by the population value.
+        known_groups: Feature groups (tables) or record parts (images, signals) it knows.
+        imputed_features: Input values of a record (columns; pixels or samples) the attacker
+            replaced by the population's.
         median_auc: Median patient AUC.
         p99_auc: 99th percentile of patient AUC.
         max_auc: Largest patient AUC.
@@ -224,7 +393,7 @@ class KnowledgeCurve:
     """Exposure as a function of what the attacker knows, one result per level.
 
     Attributes:
-        imputation: How unknown features were filled, in words.
+        imputation: How unknown features (or regions) were filled, in words.
         thresholds: ``(n_thresholds,)`` patient AUC thresholds.
         confidence: Two-sided confidence of the intervals.
         repeats: Null re-labellings behind the floors.
@@ -298,7 +467,10 @@ def knowledge_curve(
         )
         results.append(_level_result(level, risk.auc, null_auc, cohort, limits, confidence))
     return KnowledgeCurve(
-        imputation=IMPUTATION,
+        imputation=next(
+            (level.imputation.description for level in levels if not level.full),
+            "none: every level is the whole record",
+        ),
         thresholds=limits,
         confidence=confidence,
         repeats=repeats,
@@ -338,7 +510,7 @@ def _level_result(
     return KnowledgeResult(
         level=level.name,
         known_groups=level.known_groups,
-        imputed_features=len(level.unknown_columns),
+        imputed_features=level.imputed_inputs,
         median_auc=float(np.nanmedian(auc)) if valid.any() else float("nan"),
         p99_auc=float(np.nanpercentile(auc, 99)) if valid.any() else float("nan"),
         max_auc=float(np.nanmax(auc)) if valid.any() else float("nan"),

@@ -1,22 +1,35 @@
-"""The arithmetic behind two of the auditor's ε lower bounds: one run, and Gaussian DP.
+"""The arithmetic behind the auditor's ε lower bounds: one run, Gaussian DP, planned tests.
 
 - One run (Steinke, Nasr & Jagielski 2023, Theorem 5.2 / Algorithm 1): the probability that an
   ε-DP run lets a guesser get at least v of r guesses right about m independently included
   canaries, and the largest ε that probability does not refute.
 - Gaussian DP (Dong et al. 2019, Cor. 2.13): the ε of μ-GDP at δ, and back.
+- Planned tests: the exact distribution of the likelihood-ratio score of T Poisson-subsampled
+  Gaussian steps, for members and non-members (`subsampled_gaussian_scores`), and the
+  Clopper–Pearson bound each threshold reaches at the expected counts (`PlannedScores`). It picks
+  a threshold before any score is seen, and says what m canaries can show at best.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import binom, norm
 
+from dptrain.audit.epsilon import _eps_from_rates, clopper_pearson_lower, clopper_pearson_upper
+from dptrain.audit.metrics import check_confidence
 from dptrain.errors import ConfigError
 
 MAX_EPSILON_SEARCH = 100.0
+# Per-step privacy-loss ranges cover all but this much of the step's mass (both classes).
+_TAIL_MASS = 1e-30
+# Planned thresholds whose non-member tail is below this cannot be resolved by any audit.
+_MIN_PLANNED_FPR = 1e-12
+_MAX_PLANNED_THRESHOLDS = 4000
+_MAX_GRID = 1 << 23
 
 
 def one_run_p_value(
@@ -145,3 +158,131 @@ def gdp_mu(epsilon: float, delta: float) -> float:
     while gdp_epsilon(high, delta) < epsilon:
         high *= 2
     return float(brentq(lambda mu: gdp_epsilon(mu, delta) - epsilon, 1e-9, high, xtol=1e-10))
+
+
+@dataclass(frozen=True)
+class PlannedScores:
+    """A score's tails for members and non-members under a planned mechanism, per threshold.
+
+    Attributes:
+        thresholds: ``(n,)`` float64 ascending thresholds (test: member if score ≥ threshold).
+        tpr: ``(n,)`` float64, P[a member's score ≥ threshold] (non-increasing).
+        fpr: ``(n,)`` float64, P[a non-member's score ≥ threshold] (non-increasing).
+    """
+
+    thresholds: np.ndarray = field(repr=False)
+    tpr: np.ndarray = field(repr=False)
+    fpr: np.ndarray = field(repr=False)
+
+    def epsilon_at_expected_counts(
+        self, *, n_in: int, n_out: int, delta: float, confidence: float
+    ) -> np.ndarray:
+        """``(n,)`` the Clopper–Pearson ε bound of each threshold at its expected counts.
+
+        The arithmetic of `dptrain.audit.epsilon.epsilon_at_threshold` (the two intervals share
+        1 − confidence) applied to round(n_in · TPR) and round(n_out · FPR): about the median
+        bound an audit of n_in members and n_out non-members reaches with that threshold.
+        """
+        check_confidence(confidence)
+        if n_in < 1 or n_out < 1:
+            raise ConfigError(f"need >= 1 member and non-member, got {n_in} and {n_out}")
+        significance = (1 - confidence) / 2
+        tpr_lower = clopper_pearson_lower(
+            np.round(self.tpr * n_in), n_in, confidence=1 - significance
+        )
+        fpr_upper = clopper_pearson_upper(
+            np.round(self.fpr * n_out), n_out, confidence=1 - significance
+        )
+        return np.maximum(_eps_from_rates(tpr_lower, fpr_upper, delta=delta), 0.0)
+
+    def best_threshold(
+        self, *, n_in: int, n_out: int, delta: float, confidence: float
+    ) -> tuple[float, float]:
+        """The threshold with the largest bound at the expected counts, and that bound.
+
+        The bound is what the optimal test reaches (about half the time) with these sample
+        sizes: the ceiling of an audit that observes these scores.
+        """
+        epsilon = self.epsilon_at_expected_counts(
+            n_in=n_in, n_out=n_out, delta=delta, confidence=confidence
+        )
+        best = int(np.argmax(epsilon))
+        return float(self.thresholds[best]), float(epsilon[best])
+
+
+def subsampled_gaussian_scores(
+    *, noise_multiplier: float, sample_rate: float, steps: int, spacing: float = 0.01
+) -> PlannedScores:
+    """Exact tails of the likelihood-ratio score of T Poisson-subsampled Gaussian steps.
+
+    A member's step is N(1, σ²) with probability q and N(0, σ²) otherwise; a non-member's is
+    N(0, σ²). The score is the sum over steps of the per-step privacy loss
+    L(y) = log(1 − q + q·exp((y − ½)/σ²)), which is increasing in y, so its per-step distribution
+    follows from the Gaussian CDF at L's inverse. It is discretised on a grid of ``spacing``
+    (each step's loss rounded to the nearest point) and composed over T steps by FFT, as privacy
+    loss distribution accountants do; rounding moves the total by about spacing·√(T/12).
+
+    Args:
+        noise_multiplier: σ > 0, in units of the clipping norm.
+        sample_rate: q in (0, 1].
+        steps: T ≥ 1.
+        spacing: Grid step of the per-step loss (widened if the grid would pass 2²³ points).
+
+    Returns:
+        The tails at up to 4000 thresholds, from where the non-member tail is 1 to where it
+        drops below 10⁻¹².
+
+    Raises:
+        ConfigError: For a parameter out of range.
+
+    Example:
+        >>> planned = subsampled_gaussian_scores(noise_multiplier=1.0, sample_rate=1.0, steps=1)
+        >>> i = int(np.searchsorted(planned.thresholds, 0.0))  # score ≥ 0 ⟺ y ≥ ½
+        >>> round(float(planned.tpr[i]), 2), round(float(planned.fpr[i]), 2)  # Φ(½), Φ(−½)
+        (0.69, 0.31)
+    """
+    if not noise_multiplier > 0:
+        raise ConfigError(f"noise_multiplier must be > 0, got {noise_multiplier}")
+    if not 0 < sample_rate <= 1:
+        raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps}")
+    if not spacing > 0:
+        raise ConfigError(f"spacing must be > 0, got {spacing}")
+    sigma, q = float(noise_multiplier), float(sample_rate)
+    z = float(norm.isf(_TAIL_MASS))
+    low, high = _step_loss(np.array([-z * sigma, 1 + z * sigma]), sigma, q)
+    spacing = max(spacing, (high - low) * steps / _MAX_GRID)
+    n = math.ceil((high - low) / spacing) + 1
+    edges = low + spacing * (np.arange(1, n) - 0.5)  # between neighbouring grid points
+    y = _step_loss_inverse(edges, sigma, q)
+    out_cdf = np.concatenate(([0.0], norm.cdf(y / sigma), [1.0]))
+    in_cdf = (1 - q) * out_cdf + q * np.concatenate(([0.0], norm.cdf((y - 1) / sigma), [1.0]))
+    size = steps * (n - 1) + 1
+    n_fft = 1 << math.ceil(math.log2(size))
+    tails = []
+    for cdf in (in_cdf, out_cdf):
+        mass = np.fft.irfft(np.fft.rfft(np.diff(cdf), n_fft) ** steps, n_fft)[:size]
+        mass = np.clip(mass, 0.0, None)  # FFT round-off, ~1e-16
+        tails.append(np.minimum(np.cumsum(mass[::-1])[::-1] / mass.sum(), 1.0))
+    tpr, fpr = tails
+    # Grid point j holds the totals rounded to it: score ≥ its lower half-way point.
+    thresholds = steps * low + spacing * (np.arange(size) - 0.5)
+    keep = np.flatnonzero(fpr >= _MIN_PLANNED_FPR)
+    keep = keep[np.unique(np.linspace(0, keep.size - 1, _MAX_PLANNED_THRESHOLDS).astype(int))]
+    return PlannedScores(thresholds=thresholds[keep], tpr=tpr[keep], fpr=fpr[keep])
+
+
+def _step_loss(y: np.ndarray, sigma: float, q: float) -> np.ndarray:
+    """L(y) = log(1 − q + q·exp((y − ½)/σ²)), one step's privacy loss (log-likelihood ratio)."""
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(np.log1p(-q), math.log(q) + (y - 0.5) / sigma**2)
+
+
+def _step_loss_inverse(loss: np.ndarray, sigma: float, q: float) -> np.ndarray:
+    """The y with L(y) = loss; −∞ at or below L's floor log(1 − q)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # log(e^loss − (1 − q)) = loss + log(1 − (1 − q)·e^(−loss))
+        excess = loss + np.log1p(-(1 - q) * np.exp(-loss))
+    y = sigma**2 * (excess - math.log(q)) + 0.5
+    return np.where(np.isnan(y), -np.inf, y)

@@ -9,6 +9,14 @@ the deployed model. The models train on an executor (`dptrain.audit.executors`: 
 pool, Ray or submitit) with one intra-op thread each: small models gain little from intra-op
 threads, and the K trainings are independent. With a store (`dptrain.audit.store`) every model is
 saved as it finishes, and models saved earlier under the same fingerprint are loaded, not retrained.
+
+Early stopping (``train.early_stopping``): the target's validation patients choose its kept epoch
+E*; the audit's models then train for exactly E* epochs on their whole halves, with the σ planned
+for all of ``train.epochs`` (`dptrain.training.selection.first_epochs`), and no validation split of
+their own. The target's weights at E* are those of a run of E* epochs with that σ, so this is the
+target's recipe with E* as a fixed hyperparameter; a model holding validation patients out of its
+half would train on patients its membership row calls IN. Each model's ε is accounted for the
+E* epochs it trains.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from dptrain.audit.knowledge import KnowledgeLevel, knowledge_key, knowledge_sig
 from dptrain.audit.signals import true_label_confidence
 from dptrain.audit.store import ModelStore, ReferenceModelOutput, model_fingerprint
 from dptrain.data.cohort import Cohort
+from dptrain.data.records import Records
 from dptrain.models import ModelFactory
 from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.privacy.plan import PrivacyPlan
 from dptrain.training.config import TrainConfig
 from dptrain.training.device import uses_cuda
 from dptrain.training.fit import fit
+from dptrain.training.selection import first_epochs
 from dptrain.training.threads import intra_op_threads
 
 __all__ = ["Recipe", "ReferenceModelOutput", "recipe_fingerprint", "train_reference_models"]
@@ -43,11 +53,33 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that defines how a model is trained, shared by all models of an audit."""
+    """Everything that defines how a model is trained, shared by all models of an audit.
+
+    Attributes:
+        model_factory: The target's model builder.
+        privacy: The target's privacy config.
+        train: The target's training recipe.
+        kept_epochs: With ``train.early_stopping``, the epochs the target kept (E*): every model
+            trains exactly that many, with the σ planned for ``train.epochs``; None otherwise.
+    """
 
     model_factory: ModelFactory
     privacy: PrivacyConfig
     train: TrainConfig
+    kept_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.train.early_stopping and self.kept_epochs is None:
+            raise ValueError("an early-stopped recipe needs the target's kept epochs")
+        if self.kept_epochs is not None and not 1 <= self.kept_epochs <= self.train.epochs:
+            raise ValueError(f"kept_epochs={self.kept_epochs} is outside 1..{self.train.epochs}")
+
+    @property
+    def model_train(self) -> TrainConfig:
+        """What each audit model runs: the recipe, for the kept epochs without selection."""
+        if self.kept_epochs is None:
+            return self.train
+        return dataclasses.replace(self.train, epochs=self.kept_epochs, early_stopping=False)
 
 
 def model_seed(seed: int, index: int) -> int:
@@ -88,8 +120,9 @@ def train_reference_models(
             with each attribute set to each of its values, one forward pass per value; empty (the
             default) adds nothing to a model's cost or output.
         knowledge: Partial-knowledge attackers (`dptrain.audit.knowledge`): each model also
-            scores the pool as each level imputes it, one forward pass per level other than
-            ``all``; empty (the default) adds nothing.
+            scores the pool as each level imputes it (table columns, or image and signal
+            regions), one forward pass per level other than ``all``; empty (the default) adds
+            nothing.
 
     Returns:
         The requested models' outputs, in model order (``reused`` marks the loaded ones).
@@ -125,7 +158,6 @@ def train_reference_models(
             seed=model_seed(seed, k),
             plan=plans[_training_size(pool, membership[k], recipe.privacy.unit)],
             probes=tuple(probes),
-            knowledge=tuple(knowledge),
         )
         for k in missing
     ]
@@ -135,7 +167,9 @@ def train_reference_models(
         executor = LocalExecutor(workers=workers, start_method=start_method)
     bar = tqdm(total=len(tasks), desc="audit models", unit="model", disable=not progress)
     try:
-        for _, output in executor.map_unordered(_train_one, tasks, shared=(pool, recipe)):
+        # The levels ride with the pool: with a front end they hold the imputed pools' inputs.
+        shared = (pool, recipe, tuple(knowledge))
+        for _, output in executor.map_unordered(_train_one, tasks, shared=shared):
             if store is not None:
                 store.save(
                     output,
@@ -157,7 +191,8 @@ def recipe_fingerprint(recipe: Recipe, pool: Cohort) -> str:
     ``train.threads`` is left out: the audit's models always train with one thread. At record
     level ``privacy.unit`` and ``privacy.max_records_per_patient`` (which acts only at patient
     level) are left out too, so record-level fingerprints, and the saved models they find, are
-    those from before the privacy unit existed.
+    those from before the privacy unit existed; so are the early-stopping fields when it is off.
+    With early stopping the target's kept epochs enter: they decide how long the models train.
     """
     train = dataclasses.asdict(recipe.train)
     train.pop("threads", None)
@@ -165,12 +200,17 @@ def recipe_fingerprint(recipe: Recipe, pool: Cohort) -> str:
     if isinstance(privacy, dict) and privacy.get("unit") == "record":
         privacy.pop("unit")
         privacy.pop("max_records_per_patient", None)
+    if not recipe.train.early_stopping:  # fingerprints of fixed-epoch audits stay as they were
+        for name in ("early_stopping", "validation_fraction", "validation_metric"):
+            train.pop(name, None)
     described = {
         "model": [type(recipe.model_factory).__qualname__, _plain(recipe.model_factory)],
         "privacy": privacy,
         "train": train,
         "data": pool.content_digest(),
     }
+    if recipe.kept_epochs is not None:
+        described["kept_epochs"] = recipe.kept_epochs
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
 
 
@@ -185,7 +225,6 @@ class _Task:
     seed: int
     plan: PrivacyPlan
     probes: tuple[AttributeProbe, ...] = ()
-    knowledge: tuple[KnowledgeLevel, ...] = ()
 
 
 def _training_size(pool: Cohort, patient_mask: np.ndarray, unit: str) -> tuple[int, int]:
@@ -208,7 +247,7 @@ def _plan_per_size(
     """
     unit = recipe.privacy.unit
     sizes = {_training_size(pool, mask, unit) for mask in membership}
-    return {
+    plans = {
         (n_units, largest): PrivacyPlan.for_training_set(
             recipe.privacy,
             n_units=n_units,
@@ -218,33 +257,39 @@ def _plan_per_size(
         )
         for n_units, largest in sizes
     }
+    if recipe.kept_epochs is None:
+        return plans
+    # σ is the one calibrated for all planned epochs, as in the target run; the models stop at E*.
+    return {size: first_epochs(plan, recipe.kept_epochs) for size, plan in plans.items()}
 
 
-def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutput:
+def _train_one(
+    task: _Task, shared: tuple[Cohort, Recipe, tuple[KnowledgeLevel, ...]]
+) -> ReferenceModelOutput:
     """One model, in whichever process the executor runs it.
 
     Always one intra-op thread (restored afterwards when it runs in the caller's process), so
     the signals are the same bits on every executor.
     """
-    pool, recipe = shared
+    pool, recipe, knowledge = shared
     with intra_op_threads(1):
         model = fit(
             cohort=pool.subset_by_patients(task.patients),
             model_factory=recipe.model_factory,
             privacy=recipe.privacy,
-            train=recipe.train,
+            train=recipe.model_train,
             seed=task.seed,
             plan=task.plan,
         )
         signals = true_label_confidence(model.predict_logits(pool.features), pool.labels)
 
-        def predict_signals(features: np.ndarray) -> np.ndarray:
+        def predict_signals(features: Records) -> np.ndarray:
             return true_label_confidence(model.predict_logits(features), pool.labels)
 
         attribute_signals = None
         if task.probes:  # after the signals, which stay the same bits with or without probes
             attribute_signals = candidate_signals(predict_signals, pool.features, task.probes)
-        imputed_signals = knowledge_signals(predict_signals, pool.features, task.knowledge)
+        imputed_signals = knowledge_signals(predict_signals, pool.features, knowledge)
     return ReferenceModelOutput(
         index=task.index,
         signals=signals,
@@ -253,5 +298,5 @@ def _train_one(task: _Task, shared: tuple[Cohort, Recipe]) -> ReferenceModelOutp
         attribute_signals=attribute_signals,
         attribute_key=probes_key(task.probes),
         knowledge_signals=imputed_signals,
-        knowledge_key=knowledge_key(task.knowledge),
+        knowledge_key=knowledge_key(knowledge),
     )

@@ -5,6 +5,13 @@ turn the target and the others its references. Attacks score every (model, recor
 are aggregated to (model, patient) pairs for the aggregate metrics, and each record's IN/OUT signal
 distributions across the K models give its own attack AUC, aggregated to a per-patient risk.
 Beside the measurements: what the DP guarantee allows, from the models' whole privacy profile.
+
+With early stopping the target's validation patients chose its kept epoch E*; the K models train
+for exactly E* epochs on their whole halves (σ planned for all ``train.epochs``, no validation
+split of their own: `dptrain.audit.reference`), so every patient a membership row marks IN was
+trained on, and the DP bounds use the ε of those E* epochs. The pool is the whole cohort; the
+target's validation (and test) patients are pool patients like any other, IN or OUT only by the
+audit's masks.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ def run_audit(
     seed: int,
     progress: bool = False,
     output_dir: Path | None = None,
+    kept_epochs: int | None = None,
+    knowledge: tuple[KnowledgeLevel, ...] | None = None,
 ) -> AuditResult:
     """Trains the K audit models with the recipe, attacks them, and measures per-patient risk.
 
@@ -98,6 +107,10 @@ def run_audit(
         progress: Show a progress bar over models.
         output_dir: The run directory, where the models' signals are saved; None keeps them in
             memory only.
+        kept_epochs: With ``train.early_stopping``, the target's kept epoch E*: every model
+            trains exactly E* epochs (required then; None otherwise).
+        knowledge: ``audit.knowledge`` already resolved (`knowledge.run_knowledge_levels`, as a
+            run does before training); None resolves it here on ``cohort``.
 
     Returns:
         The audit result.
@@ -108,7 +121,11 @@ def run_audit(
     """
     started = time.perf_counter()
     probes = attribute_probes(cohort, audit.sensitive_attributes)
-    levels = knowledge_levels(cohort, levels=audit.knowledge, feature_groups=audit.feature_groups)
+    levels = knowledge
+    if levels is None:
+        levels = knowledge_levels(
+            cohort, levels=audit.knowledge, feature_groups=audit.feature_groups
+        )
     membership = balanced_membership_masks(
         patient_labels=cohort.patient_labels,
         num_models=audit.max_models if audit.auto_models else audit.num_models,
@@ -116,7 +133,9 @@ def run_audit(
     )
     # unit=auto is resolved once on the whole pool, so every audit model has the same unit.
     privacy = privacy.for_cohort(int(cohort.records_per_patient.max()))
-    recipe = Recipe(model_factory=model_factory, privacy=privacy, train=train)
+    recipe = Recipe(
+        model_factory=model_factory, privacy=privacy, train=train, kept_epochs=kept_epochs
+    )
     store = ModelStore.in_run_dir(output_dir) if output_dir is not None else None
     outputs: list[ReferenceModelOutput] = []
     executor = make_executor(
@@ -344,6 +363,8 @@ def analyse_signals(
             value_names=audit.value_names,
             threshold=thresholds[0],
             confidence=audit.confidence,
+            patient_lower_bound=risk.lower_bound,
+            patient_exposed=exposure.exposed,
         )
     return AuditResult(
         num_models=len(membership),

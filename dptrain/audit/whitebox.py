@@ -4,7 +4,7 @@ m gradient canaries, each a per-sample gradient that is zero except for ``gradie
 one parameter coordinate of its own, are included in the training set independently with
 probability ½. On every step each included canary is Poisson-sampled at the data loader's rate and
 its gradient row is handed to the real Opacus optimiser beside the batch's rows, so Opacus clips it
-and noises the sum exactly as it does for records: nothing of DP-SGD is re-implemented here. The
+and noises the sum exactly as it does for records (`dptrain.audit.gradient_canaries`). The
 auditor sees every step's noisy gradient sum (all intermediate updates are released by DP-SGD) and
 knows the batch's own clipped sum, so each step leaves y = (noisy sum − batch sum) / C on a
 canary's coordinate: N(1, σ²) on the steps where the canary was sampled, N(0, σ²) otherwise, if the
@@ -12,10 +12,23 @@ implementation is correct.
 
 Because each canary has its own coordinate, the canaries' noise is independent and their scores
 are m independent trials of the full T-step mechanism: the Clopper–Pearson bound applies, and is
-the headline (`WhiteboxAuditResult.epsilon_lower_bound`). Two scores are audited, with the
-significance split between them: the likelihood ratio of the T steps under the planned (σ, q)
-(Neyman–Pearson optimal for a correct implementation) and the sum of squared step-to-step changes,
-which exposes noise that repeats across steps.
+the headline (`WhiteboxAuditResult.epsilon_lower_bound`). Two scores make three tests, with the
+significance split over them (3/5, 1/5, 1/5; a union bound): the likelihood ratio of the T steps
+under the planned (σ, q) (Neyman–Pearson optimal for a correct implementation) at a planned
+threshold, the same score at the best of a grid of thresholds (Bonferroni-corrected: a broken
+implementation moves the best threshold away from the plan, e.g. a sampler drawing more than q),
+and the sum of squared step-to-step changes, which exposes noise that repeats across steps.
+
+The planned threshold is not searched: σ, q and T are fixed before training, so the score's
+exact distributions for included and excluded canaries follow from the plan
+(`dptrain.audit.lower_bounds.subsampled_gaussian_scores`), and so does the threshold with the
+largest Clopper–Pearson bound at the expected counts (`dptrain.audit.auditor.PlannedThreshold`).
+No audited score enters the choice, so no multiple-testing correction is owed. The same
+computation gives the ceiling, ``epsilon_reachable``: what the optimal test reaches (about half
+the time) with this many canaries. It is far below the accountant's ε under subsampling, and
+grows only with more canaries; one model holds at most one canary per coordinate, so ``runs``
+trains several models with fresh canaries and pools them (``runs="auto"``: as many as the plan
+says reach half the accountant's ε).
 
 The canaries enter `dptrain.training.fit.fit` itself, through its ``private_parts_hook``, so the
 audited model trains on the one training path. Ghost clipping never
@@ -26,53 +39,50 @@ per-sample mode (hooks for the MLP): the same clipping and noise arithmetic in O
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
 
 import numpy as np
-import torch
 
-from dptrain.audit.auditor import AuditSummary, ScoreAuditor
+from dptrain.audit.auditor import AuditSummary, PlannedThreshold, ScoreAuditor
+from dptrain.audit.epsilon import EpsilonLowerBound
+from dptrain.audit.gradient_canaries import (
+    PER_SAMPLE_MODES,
+    CanaryState,
+    CanaryTrace,
+    attach_dirac_canaries,
+)
+from dptrain.audit.lower_bounds import PlannedScores, subsampled_gaussian_scores
 from dptrain.data.cohort import Cohort
 from dptrain.errors import ConfigError
 from dptrain.models import ModelFactory
-from dptrain.privacy.accounting import PrivacyConfig
+from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
 from dptrain.privacy.engine import TrainingParts
 from dptrain.training.config import TrainConfig
 from dptrain.training.fit import fit
 
-PER_SAMPLE_MODES = ("hooks", "functorch", "ew")
 DEFAULT_NUM_CANARIES = 4000
-
-
-@dataclass(frozen=True)
-class CanaryTrace:
-    """What the auditor saw on the canaries' coordinates, step by step.
-
-    Attributes:
-        projections: ``(n_canaries, n_steps)`` float64, (noisy gradient sum − the batch's clipped
-            sum) / C on each canary's coordinate.
-        sampled: ``(n_canaries, n_steps)`` bool, whether the canary's row entered that step.
-        included: ``(n_canaries,)`` bool, whether the canary is in the training set.
-        coordinates: ``(n_canaries,)`` int64, the canary's index into the flattened parameters.
-        sample_rate: The rate the canaries were sampled at (the data loader's).
-    """
-
-    projections: np.ndarray = field(repr=False)
-    sampled: np.ndarray = field(repr=False)
-    included: np.ndarray = field(repr=False)
-    coordinates: np.ndarray = field(repr=False)
-    sample_rate: float
+# Shares of the significance: likelihood ratio at the planned threshold, the same score at the
+# best of a grid, step differences at the best of a grid.
+PLANNED_SHARE, SEARCHED_SHARE, STEP_DIFFERENCE_SHARE = 0.6, 0.2, 0.2
+# runs="auto" trains at most this many models.
+MAX_AUTO_RUNS = 64
 
 
 @dataclass(frozen=True)
 class WhiteboxAuditResult:
-    """The white-box audit of one training run, against the accountant's ε.
+    """The white-box audit of a training recipe (one or several runs), against the accountant's ε.
 
     Attributes:
-        epsilon_lower_bound: The headline: the larger Clopper–Pearson bound of the two scores,
-            each at confidence 1 − (1 − confidence)/2, so it holds with ``confidence``.
+        epsilon_lower_bound: The headline: the largest Clopper–Pearson bound of three tests
+            (the likelihood ratio at its planned threshold with 3/5 of the significance; the
+            likelihood ratio and the step differences each at the best of a grid,
+            Bonferroni-corrected, with 1/5), so it holds with ``confidence``.
+        epsilon_reachable: The likelihood ratio's bound at the expected counts of its planned
+            threshold under a correct implementation: what these canaries reach about half the
+            time, and the most a correct run's audit can be expected to show.
         epsilon_gaussian_dp: The larger Gaussian-DP bound of the two scores (assumes a Gaussian
             trade-off curve; Nasr et al. 2023's estimate).
         epsilon_one_run: The larger Steinke et al. one-run bound of the two scores.
@@ -80,8 +90,12 @@ class WhiteboxAuditResult:
         delta: δ of every bound and of the claim.
         confidence: Confidence level of the bounds together.
         likelihood_ratio: Metrics and bounds of the likelihood-ratio score.
+        likelihood_ratio_searched: The likelihood ratio's bound at the best of a grid.
         step_difference: Metrics and bounds of the step-difference score.
-        num_canaries: m.
+        num_canaries: m, over all runs.
+        num_runs: Training runs (models) whose canaries are pooled.
+        runs_for_half_epsilon: The fewest runs of this size whose ``epsilon_reachable`` is at
+            least half the accountant's ε (planned before training; None beyond 64 runs).
         num_steps: T, noisy steps.
         noise_multiplier: σ the plan calibrated.
         sample_rate: q the plan (and the accountant) assume.
@@ -95,14 +109,18 @@ class WhiteboxAuditResult:
     """
 
     epsilon_lower_bound: float
+    epsilon_reachable: float
     epsilon_gaussian_dp: float
     epsilon_one_run: float
     epsilon_accountant: float
     delta: float
     confidence: float
     likelihood_ratio: AuditSummary
+    likelihood_ratio_searched: EpsilonLowerBound
     step_difference: AuditSummary
     num_canaries: int
+    num_runs: int
+    runs_for_half_epsilon: int | None
     num_steps: int
     noise_multiplier: float
     sample_rate: float
@@ -120,106 +138,6 @@ class WhiteboxAuditResult:
         return self.epsilon_lower_bound > self.epsilon_accountant
 
 
-class DiracCanaryMixin:
-    """Mixed into an Opacus ``DPOptimizer`` class: hands sampled canary rows to its clipping.
-
-    Set up by `attach_dirac_canaries`. ``add_noise`` runs once per logical step, after the
-    batch's rows are clipped and summed: it notes the batch's sum on the canary coordinates,
-    gives the sampled canaries' rows to the optimiser's own ``clip_and_accumulate`` (so they
-    are clipped and summed like any record), lets the optimiser add its noise and notes the noisy
-    sum.
-    """
-
-    _canaries: _CanaryState
-
-    def add_noise(self) -> None:
-        """Adds the sampled canaries' clipped rows, then the optimiser's noise; records both."""
-        state = self._canaries
-        params = self.params  # type: ignore[attr-defined]
-        batch_sum = _gather([p.summed_grad for p in params], state.coordinates)
-        sampled = state.included & (state.rng.random(state.included.size) < state.sample_rate)
-        if sampled.any():
-            originals = [p.grad_sample for p in params]
-            rows = _canary_rows(
-                params, state.coordinates[sampled], state.gradient_norm * self.max_grad_norm
-            )
-            for p, row in zip(params, rows):
-                p.grad_sample = row
-            with _own_patients(self, int(sampled.sum())):
-                self.clip_and_accumulate()  # type: ignore[attr-defined]
-            for p, original in zip(params, originals):
-                p.grad_sample = original  # keeps accumulated_iterations for scaling/accounting
-        super().add_noise()  # type: ignore[misc]
-        noisy_sum = _gather([p.grad for p in params], state.coordinates)
-        state.projections.append((noisy_sum - batch_sum) / state.clip_norm)
-        state.sampled.append(sampled)
-
-
-@dataclass
-class _CanaryState:
-    coordinates: np.ndarray
-    included: np.ndarray
-    gradient_norm: float
-    clip_norm: float
-    sample_rate: float
-    rng: np.random.Generator
-    projections: list[np.ndarray] = field(default_factory=list)
-    sampled: list[np.ndarray] = field(default_factory=list)
-
-
-def attach_dirac_canaries(
-    parts: TrainingParts,
-    *,
-    num_canaries: int,
-    gradient_norm: float,
-    rng: np.random.Generator,
-) -> None:
-    """Turns the private optimiser of ``parts`` into one that also trains on Dirac canaries.
-
-    The optimiser keeps its class's behaviour (it becomes a subclass of its own class with
-    `DiracCanaryMixin` first); the canaries are sampled at the rate of the loader's Poisson
-    sampler, as a record would be.
-
-    Args:
-        parts: Private training parts from `dptrain.privacy.engine.make_private` with per-sample
-            gradients (not ghost clipping).
-        num_canaries: m, at most the number of trainable parameter coordinates.
-        gradient_norm: Each canary's gradient norm before clipping, in units of C (≥ 1: clipped
-            to exactly C by a correct implementation).
-        rng: Draws the coordinates, the inclusions and each step's sampling.
-
-    Raises:
-        ConfigError: If the optimiser has no per-sample gradients or m is out of range.
-    """
-    optimizer = parts.optimizer
-    if not hasattr(optimizer, "clip_and_accumulate") or not hasattr(optimizer, "max_grad_norm"):
-        raise ConfigError("white-box canaries need the private optimiser of make_private")
-    if "FastGradientClipping" in type(optimizer).__name__:
-        raise ConfigError(
-            f"white-box canaries need per-sample gradients, got {type(optimizer).__name__}: "
-            f"use privacy.grad_sample_mode in {list(PER_SAMPLE_MODES)}"
-        )
-    n_coordinates = sum(p.numel() for p in optimizer.params)
-    if not 1 <= num_canaries <= n_coordinates:
-        raise ConfigError(
-            f"audit.num_canaries must be in [1, {n_coordinates}] for this model (one parameter "
-            f"coordinate per white-box canary), got {num_canaries}"
-        )
-    if not gradient_norm >= 1:
-        raise ConfigError(f"canary gradient_norm must be >= 1 (units of C), got {gradient_norm}")
-    state = _CanaryState(
-        coordinates=np.sort(rng.choice(n_coordinates, size=num_canaries, replace=False)),
-        included=rng.random(num_canaries) < 0.5,
-        gradient_norm=float(gradient_norm),
-        clip_norm=float(optimizer.max_grad_norm),
-        sample_rate=float(parts.data_loader.batch_sampler.sample_rate),
-        rng=rng,
-    )
-    base = type(optimizer)
-    optimizer.__class__ = type(f"DiracCanary{base.__name__}", (DiracCanaryMixin, base), {})
-    optimizer._canaries = state
-
-
 def whitebox_audit(
     *,
     cohort: Cohort,
@@ -228,11 +146,13 @@ def whitebox_audit(
     train: TrainConfig,
     seed: int,
     num_canaries: int | None = None,
+    runs: int | Literal["auto"] = 1,
     gradient_norm: float = 10.0,
     confidence: float = 0.95,
+    auto_target: float = 0.5,
     tamper: Callable[[TrainingParts], None] | None = None,
 ) -> WhiteboxAuditResult:
-    """Trains one model with `fit` and Dirac gradient canaries, and bounds ε from the updates.
+    """Trains models with `fit` and Dirac gradient canaries, and bounds ε from the updates.
 
     Args:
         cohort: The training cohort (the run's training split).
@@ -241,25 +161,85 @@ def whitebox_audit(
             model's first verified per-sample mode. Record- and patient-level runs both work: a
             canary is a one-record unit, sampled at the loader's rate.
         train: The training recipe.
-        seed: Seed of the run and the canaries.
-        num_canaries: m; None takes min(4000, the parameter coordinates).
+        seed: Seed of the first run and its canaries; later runs' seeds derive from it.
+        num_canaries: m per run; None takes min(4000, the parameter coordinates).
+        runs: Training runs whose canaries are pooled (independent trials across runs too), or
+            ``"auto"``: after the first run, as many as the plan says reach ``auto_target`` × the
+            accountant's ε at the expected counts (at most 64).
         gradient_norm: Canary gradient norm before clipping, in units of C; above 1 so that a
             run that forgets to clip adds more than C.
         confidence: Confidence of the bounds.
+        auto_target: The fraction of the accountant's ε that ``runs="auto"`` plans to reach.
         tamper: Test hook: called on the private training parts before the canaries are
             attached (e.g. to break the optimiser in a known way). Never used in real audits.
 
     Returns:
-        The bounds against the accountant's ε, and the trace behind them.
+        The bounds against the accountant's ε, and the pooled trace behind them.
 
     Raises:
-        ConfigError: If ``privacy`` is not private or the model has no per-sample mode.
+        ConfigError: If ``privacy`` is not private, the model has no per-sample mode or
+            ``runs`` is neither a positive integer nor ``"auto"``.
     """
     if not privacy.private:
         raise ConfigError("the white-box audit needs privacy.mode=dp (it audits the DP optimiser)")
+    if runs != "auto" and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+        raise ConfigError(f"white-box runs must be a positive integer or 'auto', got {runs!r}")
     mode = _per_sample_mode(model_factory, privacy)
     audited = dataclasses.replace(privacy, grad_sample_mode=mode)
-    rng = np.random.default_rng([seed, 0x57B0])
+    traces: list[CanaryTrace] = []
+    planned_runs = 1 if runs == "auto" else runs
+    while len(traces) < planned_runs:
+        trace, spend = _run_with_canaries(
+            cohort=cohort,
+            model_factory=model_factory,
+            privacy=audited,
+            train=train,
+            seed=seed,
+            run=len(traces),
+            num_canaries=num_canaries,
+            gradient_norm=gradient_norm,
+            tamper=tamper,
+        )
+        traces.append(trace)
+        if runs == "auto" and len(traces) == 1:
+            planned_runs = (
+                runs_to_reach(
+                    _planned(spend.noise_multiplier, spend.sample_rate, trace.projections.shape[1]),
+                    canaries_per_run=trace.included.size,
+                    target_epsilon=auto_target * spend.epsilon,
+                    delta=spend.delta,
+                    confidence=_share(PLANNED_SHARE, confidence),
+                )
+                or MAX_AUTO_RUNS
+            )
+    return audit_trace(
+        CanaryTrace.pooled(traces),
+        noise_multiplier=spend.noise_multiplier,
+        sample_rate=spend.sample_rate,
+        epsilon_accountant=spend.epsilon,
+        delta=spend.delta,
+        confidence=confidence,
+        gradient_norm=gradient_norm,
+        grad_sample_mode=mode,
+        canaries_per_run=traces[0].included.size,
+    )
+
+
+def _run_with_canaries(
+    *,
+    cohort: Cohort,
+    model_factory: ModelFactory,
+    privacy: PrivacyConfig,
+    train: TrainConfig,
+    seed: int,
+    run: int,
+    num_canaries: int | None,
+    gradient_norm: float,
+    tamper: Callable[[TrainingParts], None] | None,
+) -> tuple[CanaryTrace, PrivacySpend]:
+    """One `fit` with fresh canaries: run 0 uses ``seed``, run r > 0 a seed derived from it."""
+    rng = np.random.default_rng([seed, 0x57B0] if run == 0 else [seed, 0x57B0, run])
+    run_seed = seed if run == 0 else int(np.random.SeedSequence([seed, run]).generate_state(1)[0])
     attached: list[TrainingParts] = []
 
     def with_canaries(private: TrainingParts) -> None:
@@ -273,29 +253,45 @@ def whitebox_audit(
     trained = fit(
         cohort=cohort,
         model_factory=model_factory,
-        privacy=audited,
+        privacy=privacy,
         train=train,
-        seed=seed,
+        seed=run_seed,
         private_parts_hook=with_canaries,
     )
-    state: _CanaryState = attached[0].optimizer._canaries
-    trace = CanaryTrace(
-        projections=np.stack(state.projections, axis=1).astype(np.float64),
-        sampled=np.stack(state.sampled, axis=1),
-        included=state.included,
-        coordinates=state.coordinates,
-        sample_rate=state.sample_rate,
-    )
-    return audit_trace(
-        trace,
-        noise_multiplier=trained.privacy.noise_multiplier,
-        sample_rate=trained.privacy.sample_rate,
-        epsilon_accountant=trained.privacy.epsilon,
-        delta=trained.privacy.delta,
-        confidence=confidence,
-        gradient_norm=gradient_norm,
-        grad_sample_mode=mode,
-    )
+    state: CanaryState = attached[0].optimizer._canaries
+    return state.trace(), trained.privacy
+
+
+def runs_to_reach(
+    planned: PlannedScores,
+    *,
+    canaries_per_run: int,
+    target_epsilon: float,
+    delta: float,
+    confidence: float,
+    max_runs: int = MAX_AUTO_RUNS,
+) -> int | None:
+    """The fewest runs whose pooled canaries reach ``target_epsilon`` at the expected counts.
+
+    Args:
+        planned: The likelihood-ratio score's tails under the plan.
+        canaries_per_run: m per run (half expected in, half out).
+        target_epsilon: The bound to reach.
+        delta: δ of the bound.
+        confidence: Confidence of the likelihood-ratio bound.
+        max_runs: Runs searched.
+
+    Returns:
+        The number of runs, or None if ``max_runs`` runs do not reach the target.
+    """
+    for runs in range(1, max_runs + 1):
+        m = runs * canaries_per_run
+        _, reachable = planned.best_threshold(
+            n_in=m // 2, n_out=m - m // 2, delta=delta, confidence=confidence
+        )
+        if reachable >= target_epsilon:
+            return runs
+    return None
 
 
 def audit_trace(
@@ -308,45 +304,80 @@ def audit_trace(
     confidence: float = 0.95,
     gradient_norm: float = 10.0,
     grad_sample_mode: str = "hooks",
+    canaries_per_run: int | None = None,
 ) -> WhiteboxAuditResult:
     """The bounds of a canary trace, scored under the planned σ and q.
 
+    The likelihood ratio is bounded at the threshold the plan (σ, q, T and the class sizes)
+    makes best, chosen before its scores are looked at, and at the best of a grid; the step
+    differences at the best of a grid; searches are paid for with a Bonferroni correction.
+
     Args:
-        trace: Per-step projections of the canaries.
+        trace: Per-step projections of the canaries (of one run or pooled runs).
         noise_multiplier: The planned σ (the likelihood ratio assumes it).
         sample_rate: The planned q (likewise).
         epsilon_accountant: The claim audited.
         delta: δ of the claim.
-        confidence: Confidence of the bounds together (split over the two scores).
+        confidence: Confidence of the bounds together (split 3/5, 1/5, 1/5 over the tests).
         gradient_norm: Recorded in the result.
         grad_sample_mode: Recorded in the result.
+        canaries_per_run: m per run, for ``runs_for_half_epsilon``; None: all of the trace.
 
     Returns:
         The audit result.
     """
-    split_confidence = 1 - (1 - confidence) / 2
-    summaries = []
-    for scores in (
+    num_steps = int(trace.projections.shape[1])
+    planned = _planned(noise_multiplier, sample_rate, num_steps)
+    ratio_confidence = _share(PLANNED_SHARE, confidence)
+    ratio = ScoreAuditor.from_membership(
         likelihood_ratio_scores(
             trace.projections, noise_multiplier=noise_multiplier, sample_rate=sample_rate
         ),
-        step_difference_scores(trace.projections),
-    ):
-        auditor = ScoreAuditor.from_membership(scores, trace.included)
-        summaries.append(auditor.summary(delta=delta, confidence=split_confidence))
+        trace.included,
+    )
+    summaries = [
+        ratio.summary(
+            delta=delta,
+            confidence=ratio_confidence,
+            clopper_pearson_strategy=PlannedThreshold(planned),
+        ),
+        ScoreAuditor.from_membership(
+            step_difference_scores(trace.projections), trace.included
+        ).summary(delta=delta, confidence=_share(STEP_DIFFERENCE_SHARE, confidence)),
+    ]
+    searched = ratio.epsilon_clopper_pearson(
+        delta=delta, confidence=_share(SEARCHED_SHARE, confidence)
+    )
+    _, reachable = planned.best_threshold(
+        n_in=ratio.in_scores.size,
+        n_out=ratio.out_scores.size,
+        delta=delta,
+        confidence=ratio_confidence,
+    )
+    num_runs = 1 if trace.run is None else int(trace.run.max()) + 1
     inside = trace.projections[trace.sampled]
     outside = trace.projections[~trace.sampled]
     return WhiteboxAuditResult(
-        epsilon_lower_bound=max(s.clopper_pearson.epsilon for s in summaries),
+        epsilon_lower_bound=max(searched.epsilon, *(s.clopper_pearson.epsilon for s in summaries)),
+        epsilon_reachable=reachable,
         epsilon_gaussian_dp=max(s.gaussian_dp.epsilon for s in summaries),
         epsilon_one_run=max(s.one_run.epsilon for s in summaries),
         epsilon_accountant=epsilon_accountant,
         delta=delta,
         confidence=confidence,
         likelihood_ratio=summaries[0],
+        likelihood_ratio_searched=searched,
         step_difference=summaries[1],
         num_canaries=int(trace.included.size),
-        num_steps=int(trace.projections.shape[1]),
+        num_runs=num_runs,
+        runs_for_half_epsilon=runs_to_reach(
+            planned,
+            canaries_per_run=canaries_per_run or int(trace.included.size),
+            target_epsilon=epsilon_accountant / 2,
+            delta=delta,
+            confidence=ratio_confidence,
+        ),
+        num_steps=num_steps,
         noise_multiplier=noise_multiplier,
         sample_rate=sample_rate,
         gradient_norm=gradient_norm,
@@ -356,6 +387,19 @@ def audit_trace(
         out_step_std=float(outside.std()),
         grad_sample_mode=grad_sample_mode,
         trace=trace,
+    )
+
+
+def _share(share: float, confidence: float) -> float:
+    """The confidence of a test given ``share`` of the significance 1 − confidence."""
+    return 1 - share * (1 - confidence)
+
+
+@lru_cache(maxsize=16)
+def _planned(noise_multiplier: float, sample_rate: float, steps: int) -> PlannedScores:
+    """The likelihood-ratio score's tails under the plan (cached: every run shares the plan)."""
+    return subsampled_gaussian_scores(
+        noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps
     )
 
 
@@ -427,41 +471,3 @@ def _per_sample_mode(model_factory: ModelFactory, privacy: PrivacyConfig) -> str
         f"the white-box audit needs a per-sample gradient mode {list(PER_SAMPLE_MODES)}; the "
         f"model is verified for {list(verified)}"
     )
-
-
-def _gather(tensors: list[torch.Tensor], coordinates: np.ndarray) -> np.ndarray:
-    """``(m,)`` float64 values of the flattened, concatenated tensors at ``coordinates``."""
-    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-    return flat[torch.from_numpy(coordinates)].double().cpu().numpy()
-
-
-def _canary_rows(
-    params: list[torch.Tensor], coordinates: np.ndarray, value: float
-) -> list[torch.Tensor]:
-    """Per-parameter ``(k, *shape)`` per-sample gradients: row i is ``value`` at coordinate i."""
-    rows = []
-    offset = 0
-    k = coordinates.size
-    for p in params:
-        size = p.numel()
-        block = torch.zeros(k, size, dtype=p.dtype, device=p.device)
-        local = (coordinates >= offset) & (coordinates < offset + size)
-        which = np.flatnonzero(local)
-        block[torch.from_numpy(which), torch.from_numpy(coordinates[local] - offset)] = value
-        rows.append(block.reshape(k, *p.shape))
-        offset += size
-    return rows
-
-
-@contextmanager
-def _own_patients(optimizer: object, n_rows: int) -> Iterator[None]:
-    """A patient-level optimiser sees each canary row as a patient of its own (one record)."""
-    if getattr(optimizer, "record_patient", None) is None:
-        yield
-        return
-    saved = optimizer.record_patient, optimizer.n_patients  # type: ignore[attr-defined]
-    optimizer.set_batch_patients(torch.arange(n_rows), n_rows)  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        optimizer.record_patient, optimizer.n_patients = saved  # type: ignore[attr-defined]

@@ -169,9 +169,16 @@ def summary(report: RunReport, output_dir: Path) -> str:
     cohort = data["cohort"]
     lines = [
         f"dataset      {cohort['name']}: {cohort['n_patients']} patients, "
-        f"{cohort['n_records']} records (train {data['train']['n_patients']} / test "
-        f"{data['test']['n_patients']} patients)",
+        f"{cohort['n_records']} records (train {data['train']['n_patients']} / "
+        + (f"validation {data['validation']['n_patients']} / " if "validation" in data else "")
+        + f"test {data['test']['n_patients']} patients)",
     ]
+    training = report.training
+    if training.get("early_stopping"):
+        lines.append(
+            f"training     kept epoch {training['kept_epoch']} of {training['epochs_run']} "
+            f"(best validation {training['validation_metric']}; ε covers all epochs run)"
+        )
     lines += [
         f"warning      {note.removeprefix('WARNING:').strip()}"
         for note in cohort.get("notes", [])

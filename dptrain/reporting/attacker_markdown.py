@@ -238,17 +238,17 @@ def knowledge_section(audit: AuditResult) -> str:
     return (
         "## What the attacker knows\n\n"
         "The audit's attacker holds each patient's whole record and label. A real one usually "
-        "knows less: each level below names the feature groups the attacker knows, and the "
-        f"record they query every audit model with has the rest imputed ({curve.imputation}). "
-        "Each level's per-patient AUC is computed exactly as the full audit's. Exposed: patients "
-        f"with AUC > {limit}, share with its {curve.confidence:.0%} Clopper–Pearson interval; "
-        f"floor: mean count over {curve.repeats} re-labellings without a membership effect. "
-        "Knowledge levels apply to tables; images and signals are audited with the full record "
-        "only.\n\n"
+        "knows less: each level below names what the attacker knows (feature groups of a table; "
+        "regions of an image or a signal: a centre crop, a thumbnail, leads, a time window), "
+        "and the record they query every audit model with has the rest imputed "
+        f"({curve.imputation}). Each level's per-patient AUC is computed exactly as the full "
+        f"audit's. Exposed: patients with AUC > {limit}, share with its {curve.confidence:.0%} "
+        f"Clopper–Pearson interval; floor: mean count over {curve.repeats} re-labellings without "
+        "a membership effect.\n\n"
         + table(
             [
                 "attacker knows",
-                "groups",
+                "known",
                 "imputed inputs",
                 "median patient AUC",
                 "p99",
@@ -259,9 +259,13 @@ def knowledge_section(audit: AuditResult) -> str:
             overall,
         )
         + "\n\n"
-        + table(
-            ["subgroup", "patients", *[f"exposed, knows {r.level}" for r in curve.levels]],
-            by_subgroup,
+        + (
+            table(
+                ["subgroup", "patients", *[f"exposed, knows {r.level}" for r in curve.levels]],
+                by_subgroup,
+            )
+            if by_subgroup
+            else "The data set has no subgroup attributes: no per-subgroup curve."
         )
     )
 
@@ -328,6 +332,35 @@ def harm_section(audit: AuditResult) -> str:
                 "severity × share",
                 "share of exposed",
             ],
+            rows,
+        )
+        + _patient_harm_table(ranking)
+    )
+
+
+def _patient_harm_table(ranking) -> str:
+    """The FDR-exposed patients ranked by severity × advantage, by rank only (ids in the CSV)."""
+    if ranking.patient_rank is None or not ranking.top_patients:
+        return ""
+    listed = int((ranking.patient_rank > 0).sum())
+    rows = [
+        [
+            patient.rank,
+            patient.severity,
+            patient.rated_as or "–",
+            number(patient.auc),
+            number(patient.auc_lower),
+            number(patient.score),
+        ]
+        for patient in ranking.top_patients
+    ]
+    return (
+        f"\n\n**Exposed patients by harm** ({listed} on the FDR-controlled exposure list; the "
+        f"first {len(rows)} shown): severity weight × attack advantage's lower bound "
+        "(2 · AUC lower bound − 1). Ids are in `patient_risk.csv` (column `harm_rank`), never in "
+        "this report.\n\n"
+        + table(
+            ["harm rank", "severity", "rated as", "AUC", "AUC lower bound", "severity × advantage"],
             rows,
         )
     )

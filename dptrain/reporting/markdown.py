@@ -99,6 +99,57 @@ def privacy_section(report: RunReport) -> str:
     )
 
 
+def training_section(report: RunReport) -> str:
+    """Which baseline ran: fixed epochs (the last deployed) or early stopping, and what ε covers.
+
+    Empty for results written before the training facts were recorded.
+    """
+    training = report.training
+    if "early_stopping" not in training:
+        return ""
+    run, kept = training["epochs_run"], training["kept_epoch"]
+    if not training["early_stopping"]:
+        return (
+            f"## Training\n\nFixed epochs: all {run} epochs ran and the last one is deployed; "
+            "no patients were held out to choose it (`train.early_stopping=true` keeps the "
+            "epoch that scores best on validation patients outside the training data)."
+        )
+    metric = training["validation_metric"]
+    best = "lowest validation loss" if metric == "loss" else "highest validation AUROC"
+    lines = [
+        f"Early stopping: the deployed model is epoch **{kept} of {run}** run, the epoch with "
+        f"the {best} ({number(training['validation_score'])}) on "
+        f"{training['validation_patients']} validation patients (`train.validation_fraction` = "
+        f"{training['validation_fraction']:g} of the training patients, drawn by patient and "
+        "stratified by label).",
+        f"{training['validation_note'][0].upper()}{training['validation_note'][1:]}.",
+    ]
+    if report.privacy.private:
+        accounted = report.history[kept - 1].epsilon if 0 < kept <= len(report.history) else None
+        lines.append(
+            f"ε = {number(report.privacy.epsilon)} covers {training['epsilon_covers']}"
+            + (
+                f" (ε accounted up to epoch {kept} alone, {number(accounted)}, is not the "
+                "guarantee of a model chosen after all epochs)."
+                if accounted is not None and kept < run
+                else "."
+            )
+        )
+    if report.audit is not None:
+        models = report.audit.model_privacy
+        bound = (
+            f"; their ε, and so the audit's DP bounds, is that of {kept} epochs: "
+            f"{number(models.epsilon)}"
+            if models.private
+            else ""
+        )
+        lines.append(
+            f"The audit's models train for exactly {kept} epochs on their halves of the patients "
+            f"(the kept epoch fixed, no validation split of their own){bound}."
+        )
+    return "## Training\n\n" + " ".join(lines)
+
+
 def utility_section(report: RunReport) -> str:
     """Utility on the held-out patients, overall and per subgroup, with intervals and counts.
 
@@ -235,6 +286,7 @@ def render_report(
         *audit_sections[:2],
         privacy_section(report),
         *dp_audit_sections,
+        *([section] if (section := training_section(report)) else []),
         utility_section(report),
         *audit_sections[2:],
         data_section(report),

@@ -30,7 +30,9 @@ def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
         empirical-Bayes posterior mean of the true AUC), p_value and q_value (evidence of
         leakage, Benjamini–Hochberg adjusted) and exposed_fdr (on the list of patients detectably
         exposed at the audit's false-discovery rate). The flag to act on is exposed_fdr, not an
-        AUC above a threshold.
+        AUC above a threshold. With severities configured (`dptrain.audit.harm`), also
+        severity, rated_as, harm_score and harm_rank (1 = the most harmful FDR-exposed patient,
+        empty for patients not on the FDR list).
     """
     risk = audit.patient_risk
     frame = pd.DataFrame({"patient_id": risk.patient_ids})
@@ -44,6 +46,13 @@ def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
     frame["p_value"] = audit.exposure.p_value
     frame["q_value"] = audit.exposure.q_value
     frame["exposed_fdr"] = audit.exposure.exposed
+    harm = audit.harm
+    if harm is not None and harm.patient_rank is not None:
+        frame["severity"] = harm.patient_severity
+        frame["rated_as"] = harm.patient_rated_as
+        frame["harm_score"] = harm.patient_score
+        rank = pd.Series(harm.patient_rank, dtype="Int64")
+        frame["harm_rank"] = rank.where(rank > 0)  # empty: not on the FDR list
     return frame.sort_values("auc", ascending=False, kind="stable").reset_index(drop=True)
 
 

@@ -1,7 +1,8 @@
 """The run's flat summary: one dict of named numbers that every reader takes its figures from.
 
 ``results.json`` carries it as ``summary``; the trackers log it; a sweep report compares runs by it.
-Keys are ``group/name`` (``privacy/epsilon``, ``utility/auroc``, ``audit/patient_auc_max``,
+Keys are ``group/name`` (``privacy/epsilon``, ``utility/auroc``, ``train/kept_epoch``,
+``audit/patient_auc_max``,
 ``subgroup/<attribute>=<value>/share_above_<t>``, ``dp_audit/<name>/epsilon_lower_bound``);
 values are numbers, or the strings and booleans that identify the run (unit, private, seed).
 Undefined numbers are None in ``results.json``, never NaN.
@@ -38,6 +39,7 @@ def run_summary(report: RunReport) -> dict[str, Any]:
         "utility/accuracy": overall.accuracy,
         "utility/balanced_accuracy": overall.balanced_accuracy,
     }
+    summary |= training_metrics(report.training)
     if report.audit is not None:
         summary |= audit_headline_metrics(report.audit)
         summary |= subgroup_metrics(report.audit)
@@ -49,6 +51,26 @@ def run_summary(report: RunReport) -> dict[str, Any]:
         if row.applicable:
             summary[f"dp_audit/{row.name}/epsilon_lower_bound"] = row.epsilon_lower_bound
     return summary
+
+
+TRAINING_KEYS = (
+    "early_stopping",
+    "epochs_run",
+    "kept_epoch",
+    "validation_patients",
+    "validation_metric",
+    "validation_score",
+)
+
+
+def training_metrics(training: dict[str, Any]) -> dict[str, Any]:
+    """Which baseline ran: ``train/early_stopping``, ``train/epochs_run``, ``train/kept_epoch``.
+
+    With early stopping also ``train/validation_patients`` (kept out of the DP data, not covered
+    by ε), ``train/validation_metric`` and ``train/validation_score`` (at the kept epoch). Empty
+    for results written before these facts were recorded.
+    """
+    return {f"train/{key}": training[key] for key in TRAINING_KEYS if key in training}
 
 
 def numeric_summary(report: RunReport) -> dict[str, float]:

@@ -15,6 +15,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
 }
 CLASS_WEIGHTS = ("balanced", "none")
+VALIDATION_METRICS = ("loss", "auroc")
 
 
 @dataclass
@@ -49,6 +50,21 @@ class TrainConfig:
             (``<run dir>/training_state.pt``, also written after the last epoch), from which a
             killed run re-launched into its directory continues with the same numbers
             (`dptrain.training.resume`); 0 disables them.
+        early_stopping: Keep the epoch that scores best on validation patients instead of the
+            last one (`dptrain.training.selection`). The validation patients are a
+            ``validation_fraction`` of the training patients, drawn by patient and stratified by
+            label, and kept out of the DP training data: the privacy plan (N, q, δ) is for the
+            patients that remain. Every one of ``epochs`` epochs still runs, so ε is the one
+            planned for all of them; the validation patients choose only the epoch kept and are
+            not covered by ε. The audit's models train for exactly the kept number of epochs.
+        validation_fraction: Share of the training patients held out for ``early_stopping``
+            (unused without it).
+        validation_metric: What chooses the epoch: ``auroc`` (the utility metric the report
+            leads with; highest wins) or ``loss`` (the training loss, class-weighted as in
+            training, on the validation records; lowest wins). Ties keep the earlier epoch.
+            AUROC by default: DP-SGD with Adam drifts to badly calibrated logits whose loss
+            rises while their ranking improves (ACTG 175 at ε = 8: validation loss is lowest
+            after epoch 1, test AUROC 0.69 there against 0.78 at the AUROC-chosen epoch).
     """
 
     epochs: int = 30
@@ -64,6 +80,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     checkpoint_every: int = 1
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    validation_metric: str = "auroc"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_physical_batch_size", "augment_multiplicity"):
@@ -89,6 +108,20 @@ class TrainConfig:
             raise ConfigError(
                 f"train.checkpoint_every must be >= 0 (0 = no checkpoints), got "
                 f"{self.checkpoint_every}"
+            )
+        if not isinstance(self.early_stopping, bool):
+            raise ConfigError(
+                f"train.early_stopping must be true or false, got {self.early_stopping!r}"
+            )
+        if not 0 < self.validation_fraction <= 0.5:
+            raise ConfigError(
+                f"train.validation_fraction must be in (0, 0.5] (a share of the training "
+                f"patients), got {self.validation_fraction}"
+            )
+        if self.validation_metric not in VALIDATION_METRICS:
+            raise ConfigError(
+                f"train.validation_metric must be one of {list(VALIDATION_METRICS)}, "
+                f"got {self.validation_metric!r}"
             )
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")

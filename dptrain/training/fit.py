@@ -1,7 +1,9 @@
 """The one training function: the deployed model and every audit reference model come from here.
 
 Reference models must copy the target's recipe exactly; sharing this function makes that true by
-construction. ``privacy.mode = none`` runs the same path without `make_private`.
+construction. ``privacy.mode = none`` runs the same path without `make_private`. With
+``train.early_stopping`` validation patients outside the training cohort score every epoch and the
+best epoch's weights are kept (`dptrain.training.selection`); every epoch still runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from dptrain.data.cohort import Cohort, Task
 from dptrain.data.preprocessing import FittedPreprocessing
-from dptrain.data.records import Records, chunks
+from dptrain.data.records import Records
 from dptrain.errors import ConfigError, DataError
 from dptrain.models import ModelFactory, resolve_grad_sample_mode
 from dptrain.privacy.accounting import PrivacyConfig, PrivacySpend
@@ -33,14 +35,15 @@ from dptrain.training.loop import (
     ParameterAverage,
     RecordLoss,
     already_batched,
+    module_logits,
     record_dataset,
     train_epochs,
 )
 from dptrain.training.patients import PatientLoss, PatientRecords
 from dptrain.training.resume import TrainingCheckpoints, training_fingerprint
+from dptrain.training.selection import EpochSelection
 
 log = logging.getLogger(__name__)
-PREDICT_BATCH_SIZE = 4096
 MULTIPLICITY_MODES = ("hooks", "functorch")
 
 
@@ -54,12 +57,15 @@ class EpochLog:
         epsilon_rdp: RDP ε spent after this epoch (infinite when not private), for comparison.
         epsilon: ε spent after this epoch from the run's configured accountant (PRV by default),
             the curve that ends at the headline ε (infinite when not private).
+        validation: The early-stopping metric (``train.validation_metric``) on the validation
+            patients after this epoch; None without early stopping.
     """
 
     epoch: int
     loss: float
     epsilon_rdp: float
     epsilon: float = math.nan
+    validation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,13 @@ class TrainedModel:
         device: Where the model trained and predicts (``cpu`` or ``cuda``).
         accountant_state: The Opacus accountant's ``state_dict()`` (empty when not private).
         wall_seconds: Wall time of the training loop.
+        kept_epoch: The epoch whose weights ``module`` holds: the best on the validation patients
+            with early stopping, else the last.
+        validation_metric: The metric that chose ``kept_epoch`` (``loss``, ``auroc``); empty
+            without early stopping.
+        validation_score: That metric at ``kept_epoch`` (NaN without early stopping).
+        validation_patients: Patients that chose the epoch (outside the training data; 0
+            without early stopping).
     """
 
     module: nn.Module
@@ -89,15 +102,21 @@ class TrainedModel:
     device: str = "cpu"
     accountant_state: dict = field(default_factory=dict)
     wall_seconds: float = 0.0
+    kept_epoch: int = 0
+    validation_metric: str = ""
+    validation_score: float = math.nan
+    validation_patients: int = 0
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained (all of them run; early stopping only chooses the one kept)."""
+        return len(self.history)
 
     def predict_logits(self, records: Records) -> np.ndarray:
         """``(n_records, n_outputs)`` float64 logits for raw records (in memory or lazy)."""
-        outputs = []
         with torch.no_grad():
-            for chunk in chunks(records, PREDICT_BATCH_SIZE):
-                inputs = self.preprocessing.transform(torch.from_numpy(chunk))
-                outputs.append(self.module(inputs.to(self.device)).cpu())
-        return torch.cat(outputs).double().numpy()
+            logits = module_logits(self.module, self.preprocessing, records, device=self.device)
+        return logits.double().numpy()
 
     def predict_proba(self, records: Records) -> np.ndarray:
         """Class probabilities (softmax), or per-label probabilities (sigmoid) for multilabel."""
@@ -119,6 +138,7 @@ def fit(
     on_epoch: Callable[[EpochLog], None] | None = None,
     private_parts_hook: Callable[[TrainingParts], None] | None = None,
     state_path: Path | None = None,
+    validation: Cohort | None = None,
 ) -> TrainedModel:
     """Trains one model on all records of ``cohort`` with the recipe (model, privacy, train).
 
@@ -143,6 +163,9 @@ def fit(
             recipe, seed and data is continued from (`dptrain.training.resume`). The file stays
             after training (a kill during the audit resumes with no epoch to redo); the caller
             removes it once the run is complete. None (the audit's models) keeps none.
+        validation: The patients that choose the epoch kept under ``train.early_stopping``
+            (`dptrain.training.selection`); they must not be in ``cohort``, and are given
+            exactly when ``train.early_stopping`` is on.
 
     Returns:
         The trained model.
@@ -150,10 +173,16 @@ def fit(
     Raises:
         DataError: If the cohort has no records.
         ConfigError: For a δ ≥ 1/N, a budget that cannot be reached, a plan made for another
-            training set, or a grad sample mode the model does not support.
+            training set, a grad sample mode the model does not support, or validation patients
+            without ``train.early_stopping`` (or the reverse).
     """
     if cohort.n_records == 0:
         raise DataError(f"cannot train on an empty cohort {cohort.name!r}")
+    if train.early_stopping != (validation is not None):
+        raise ConfigError(
+            "train.early_stopping needs validation patients (and they are used only with it): "
+            f"early_stopping={train.early_stopping}, validation given: {validation is not None}"
+        )
     # A caller training several sets of one cohort (the audit) resolves unit=auto once, on the
     # whole cohort; here it is resolved on the training set.
     privacy = privacy.for_cohort(int(cohort.records_per_patient.max()))
@@ -178,13 +207,15 @@ def fit(
         raise ConfigError(
             "train.augment_multiplicity > 1 needs augmentations: set data.augment (e.g. [hflip])"
         )
+    if validation is not None and np.isin(validation.patients, cohort.patients).any():
+        raise DataError("validation patients must not be among the training patients")
     dataset = record_dataset(cohort.features, torch.from_numpy(cohort.labels), preprocessing)
+    class_weights = _class_weights(cohort, train.class_weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = model_factory.build(dataset.input_shape, cohort.n_classes).to(device)
         criterion = RecordLoss(
-            multilabel=cohort.task == "multilabel",
-            class_weights=_class_weights(cohort, train.class_weights),
+            multilabel=cohort.task == "multilabel", class_weights=class_weights
         ).to(device)
         optimizer = train.make_optimizer(module.parameters())
         if per_patient:
@@ -223,6 +254,17 @@ def fit(
                 private_parts_hook(parts)
         average = ParameterAverage(module, train.ema_decay) if train.ema_decay else None
         augment_generator = torch.Generator().manual_seed(seed + 2)
+        selection = None
+        if validation is not None:
+            selection = EpochSelection(
+                validation=validation,
+                metric=train.validation_metric,
+                module=module,
+                preprocessing=preprocessing,
+                class_weights=class_weights,
+                device=device,
+                average=average,
+            )
         checkpoints = None
         if state_path is not None and train.checkpoint_every > 0:
             checkpoints = TrainingCheckpoints(
@@ -236,23 +278,30 @@ def fit(
                     plan=plan,
                     seed=seed,
                     device=device,
+                    validation=validation,
                 ),
                 module=module,
                 parts=parts,
                 generators=[augment_generator, patient_generator],
                 average=average,
+                selection=selection,
             )
         resumed = checkpoints.restore() if checkpoints is not None else None
 
         history: list[EpochLog] = []
         bar = tqdm(total=train.epochs, desc="training", unit="epoch", disable=not progress)
 
-        def record_epoch(epoch: int, loss: float, *, restored: bool = False) -> None:
+        def record_epoch(
+            epoch: int, loss: float, *, restored: bool = False, score: float | None = None
+        ) -> None:
+            if selection is not None and not restored:
+                score = selection.update(epoch + 1)
             entry = EpochLog(
                 epoch=epoch + 1,
                 loss=loss,
                 epsilon_rdp=plan.epsilon_rdp_curve[epoch],
                 epsilon=plan.epsilon_curve[epoch],
+                validation=score,
             )
             history.append(entry)
             bar.update(1)
@@ -261,11 +310,12 @@ def fit(
                 on_epoch(entry)
             if checkpoints is not None and not restored and checkpoints.due(epoch + 1):
                 checkpoints.save(
-                    epoch + 1, [(e.epoch, e.loss, e.epsilon_rdp, e.epsilon) for e in history]
+                    epoch + 1,
+                    [(e.epoch, e.loss, e.epsilon_rdp, e.epsilon, e.validation) for e in history],
                 )
 
-        for epoch, loss, _, _ in resumed.history if resumed is not None else ():
-            record_epoch(epoch - 1, loss, restored=True)
+        for epoch, loss, _, _, score in resumed.history if resumed is not None else ():
+            record_epoch(epoch - 1, loss, restored=True, score=score)
 
         started = time.perf_counter()
         try:
@@ -294,6 +344,17 @@ def fit(
             )
         accountant_state = parts.engine.accountant.state_dict()
         parts.module.to_standard_module()  # removes Opacus' hooks from ``module``
+    kept_epoch = len(history)
+    if selection is not None:
+        kept_epoch = selection.keep_best() or kept_epoch  # 0: no epoch scored (all NaN)
+        log.info(
+            "early stopping: kept epoch %d of %d (validation %s %.4f on %d patients)",
+            kept_epoch,
+            len(history),
+            train.validation_metric,
+            selection.best_score,
+            validation.n_patients,
+        )
     module.eval()
     return TrainedModel(
         module=module,
@@ -305,6 +366,10 @@ def fit(
         device=str(device),
         accountant_state=accountant_state,
         wall_seconds=wall_seconds,
+        kept_epoch=kept_epoch,
+        validation_metric=train.validation_metric if selection is not None else "",
+        validation_score=selection.best_score if selection is not None else math.nan,
+        validation_patients=validation.n_patients if validation is not None else 0,
     )
 
 

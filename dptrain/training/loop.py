@@ -14,8 +14,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dptrain.data.preprocessing import FittedPreprocessing
-from dptrain.data.records import LazyRecords, Records
+from dptrain.data.records import LazyRecords, Records, chunks
 from dptrain.privacy.engine import TrainingParts
+
+PREDICT_BATCH_SIZE = 4096
 
 
 class TensorRecords(Dataset):
@@ -96,6 +98,24 @@ def record_dataset(
             return TensorRecords(preprocessing.transform(raw), labels)
         return TensorRecords(raw, labels, preprocessing.transform)
     return LazyRecordsDataset(records, labels, preprocessing.transform)
+
+
+def module_logits(
+    module: nn.Module,
+    preprocessing: FittedPreprocessing,
+    records: Records,
+    *,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """``(n_records, n_outputs)`` float32 logits on the CPU for raw records, batch by batch.
+
+    Call it under ``torch.no_grad()`` and with the module in eval mode.
+    """
+    outputs = [
+        module(preprocessing.transform(torch.from_numpy(chunk)).to(device)).cpu()
+        for chunk in chunks(records, PREDICT_BATCH_SIZE)
+    ]
+    return torch.cat(outputs)
 
 
 def already_batched(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,14 +4,15 @@
 module's and the (original, non-DP) optimiser's state, the epochs done and their log, the Opacus
 accountant's history of (σ, q, steps), the states of every random generator that decides what
 comes next (Poisson sampler / loader, DP noise, augmentation, patient record subsampling, torch's
-forked global RNG) and the parameters' moving average. Restoring all of them makes a resumed run
-take exactly the steps an uninterrupted one takes, so its weights and ε are the same, and the
-accountant is neither charged twice for the epochs before the kill nor missing them.
+forked global RNG), the parameters' moving average and, with early stopping, the best epoch so far
+with its validation score and weights. Restoring all of them makes a resumed run take exactly the
+steps an uninterrupted one takes, so its weights and ε are the same, and the accountant is neither
+charged twice for the epochs before the kill nor missing them.
 
 The file is keyed by a fingerprint of the recipe, the seed, the privacy plan and the training
-data's content: a state from another run (or a corrupt file) is ignored with a warning and the
-run trains from scratch. Reading the live state (``get_state``, ``state_dict``) draws no random
-numbers, so writing checkpoints does not change a run's numbers.
+(and validation) data's content: a state from another run (or a corrupt file) is ignored with a
+warning and the run trains from scratch. Reading the live state (``get_state``, ``state_dict``)
+draws no random numbers, so writing checkpoints does not change a run's numbers.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dptrain.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 TRAINING_STATE_FILE = "training_state.pt"
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: epoch rows carry the validation score; early stopping's best epoch
 # Settings that change neither the steps nor their numbers: a run may resume with other values.
 UNFINGERPRINTED_TRAIN_FIELDS = ("threads", "checkpoint_every")
 
@@ -50,11 +51,13 @@ def training_fingerprint(
     plan: PrivacyPlan,
     seed: int,
     device: torch.device,
+    validation: Cohort | None = None,
 ) -> str:
-    """Hash of what decides a training run's steps: recipe, seed, plan, data content, versions.
+    """Hash of what decides a training run's numbers: recipe, seed, plan, data content, versions.
 
     The data enter by content (records, labels, patients, preprocessing), as in the audit's
-    `recipe_fingerprint`: a config names files whose contents may change.
+    `recipe_fingerprint`: a config names files whose contents may change. The validation
+    patients of early stopping enter too: they decide the weights kept.
     """
     train_fields = dataclasses.asdict(train)
     for name in UNFINGERPRINTED_TRAIN_FIELDS:
@@ -69,6 +72,7 @@ def training_fingerprint(
         "device": str(device),
         "versions": [torch.__version__, opacus.__version__],
         "data": cohort.content_digest(),
+        "validation": validation.content_digest() if validation is not None else None,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=repr).encode()).hexdigest()
 
@@ -79,12 +83,14 @@ class TrainingState:
 
     Attributes:
         epoch: Epochs completed (1 ≤ epoch ≤ the run's epochs).
-        history: One ``(epoch, loss, epsilon_rdp, epsilon)`` row per completed epoch.
-        payload: The saved states (module, optimizer, accountant, generators, RNG, average).
+        history: One ``(epoch, loss, epsilon_rdp, epsilon, validation)`` row per completed epoch
+            (validation: the early-stopping score, None without it).
+        payload: The saved states (module, optimizer, accountant, generators, RNG, average,
+            early stopping's best epoch).
     """
 
     epoch: int
-    history: list[tuple[int, float, float, float]]
+    history: list[tuple[int, float, float, float, float | None]]
     payload: dict[str, Any]
 
 
@@ -102,6 +108,8 @@ class TrainingCheckpoints:
             for one it lacks), in a fixed order; the loader's and the noise generator are found
             on ``parts``.
         average: The parameters' moving average, if the run keeps one (``ParameterAverage``).
+        selection: Early stopping's `EpochSelection` (best epoch, score and weights so far), if
+            the run has one.
     """
 
     def __init__(
@@ -115,6 +123,7 @@ class TrainingCheckpoints:
         parts: TrainingParts,
         generators: Sequence[torch.Generator | None],
         average: Any | None = None,
+        selection: Any | None = None,
     ) -> None:
         self.path = Path(path)
         self.every = every
@@ -124,12 +133,15 @@ class TrainingCheckpoints:
         self.parts = parts
         self.generators = _distinct([*_loader_generators(parts), *generators, _noise(parts)])
         self.average = average
+        self.selection = selection
 
     def due(self, epoch: int) -> bool:
         """Whether to write after ``epoch`` (1-based) epochs."""
         return epoch % self.every == 0 or epoch == self.epochs
 
-    def save(self, epoch: int, history: Sequence[tuple[int, float, float, float]]) -> Path:
+    def save(
+        self, epoch: int, history: Sequence[tuple[int, float, float, float, float | None]]
+    ) -> Path:
         """Writes the state after ``epoch`` epochs atomically (a kill leaves the previous one)."""
         engine = self.parts.engine
         payload = {
@@ -140,6 +152,7 @@ class TrainingCheckpoints:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": _cuda_rng_state(self.module),
             "average": list(self.average.average) if self.average is not None else None,
+            "selection": self.selection.state() if self.selection is not None else None,
         }
         state = {
             "format": STATE_FORMAT,
@@ -189,7 +202,10 @@ class TrainingCheckpoints:
         epoch = saved["epoch"]
         if not isinstance(epoch, int) or not 1 <= epoch <= self.epochs:
             raise ValueError(f"epoch {epoch!r} is outside 1..{self.epochs}")
-        history = [(int(e), float(loss), float(r), float(p)) for e, loss, r, p in saved["history"]]
+        history = [
+            (int(e), float(loss), float(r), float(p), None if v is None else float(v))
+            for e, loss, r, p, v in saved["history"]
+        ]
         if [row[0] for row in history] != list(range(1, epoch + 1)):
             raise ValueError(f"epoch log does not cover epochs 1..{epoch}")
         return TrainingState(epoch=epoch, history=history, payload=saved["payload"])
@@ -217,6 +233,8 @@ class TrainingCheckpoints:
             raise ValueError("privacy accountant state does not match the run's privacy mode")
         if (self.average is not None) != (payload["average"] is not None):
             raise ValueError("moving average does not match train.ema_decay")
+        if (self.selection is not None) != (payload["selection"] is not None):
+            raise ValueError("early stopping state does not match train.early_stopping")
 
     def _apply(self, payload: dict[str, Any]) -> None:
         self.module.load_state_dict(payload["module"])
@@ -232,6 +250,8 @@ class TrainingCheckpoints:
             with torch.no_grad():
                 for average, saved in zip(self.average.average, payload["average"]):
                     average.copy_(saved)
+        if self.selection is not None:
+            self.selection.load_state(payload["selection"])
 
 
 def _original_optimizer(parts: TrainingParts) -> torch.optim.Optimizer:

@@ -50,6 +50,8 @@ def test_the_registry_holds_every_named_audit_and_the_config_orders_them():
         ({"canary_kind": "noise"}, r"audit\.canary_kind must be one of"),
         ({"dp_audit_confidence": 1.0}, r"audit\.dp_audit_confidence must be in \(0, 1\)"),
         ({"mode": "tight"}, r"audit\.mode must be one of"),
+        ({"whitebox_runs": 0}, r"audit\.whitebox_runs must be an integer >= 1 or auto, got 0"),
+        ({"whitebox_runs": "many"}, r"audit\.whitebox_runs must be an integer >= 1 or auto"),
     ],
 )
 def test_bad_dp_audit_settings_are_refused(options, message):
@@ -63,11 +65,13 @@ def test_whitebox_on_a_private_run_stays_under_the_claim_and_says_so():
         model_factory=MLPConfig(hidden=[64]),  # 578 coordinates, one per canary
         privacy=PrivacyConfig(epsilon=2.0, delta=1e-4),
         train=TrainConfig(epochs=2, batch_size=50),
-        audit=AuditConfig(mode="whitebox", num_canaries=500),
+        audit=AuditConfig(mode="whitebox", num_canaries=500, whitebox_runs="2"),
         seed=0,
     )
     (row,) = run_dp_audits(inputs)
-    assert row.name == "whitebox" and row.applicable and row.counts["canaries"] == 500
+    assert row.name == "whitebox" and row.applicable and row.counts["canaries"] == 1000
+    assert row.counts["runs"] == 2 and "2 models" in row.method
+    assert 0 < row.secondary["reachable"] < row.epsilon_accountant
     assert 0 <= row.epsilon_lower_bound <= row.epsilon_accountant <= 2.0
     assert not row.violates_claim and verdict(row) == "consistent with the claimed ε"
     assert row.wall_seconds > 0

@@ -66,3 +66,38 @@ def test_label_severity_by_class_index_and_bad_ratings_are_refused():
         severity_weight("extreme")
     with pytest.raises(ConfigError, match=r"audit\.severity\.hiv\.1 must be one of"):
         AuditConfig(severity={"hiv": {"1": "extreme"}})
+
+
+def test_exposed_patients_are_ranked_by_severity_times_advantage_and_only_fdr_listed_ones():
+    hiv = np.array(["positive"] * 40 + ["negative"] * 160)
+    auc = np.full(N, 0.5)
+    lower = np.full(N, 0.4)
+    listed = np.zeros(N, bool)
+    auc[[0, 1, 100, 101]] = [0.9, 0.8, 0.95, 0.9]
+    lower[[0, 1, 100, 101]] = [0.8, 0.7, 0.9, 0.85]
+    listed[[0, 1, 100, 101]] = True
+    auc[150], lower[150] = 0.99, 0.6  # high AUC, not established at the FDR: never ranked
+    ranking = harm_ranking(
+        patient_auc=auc,
+        attributes={"hiv": hiv},
+        patient_labels=np.zeros(N, int),
+        class_names=("alive", "dead"),
+        severity={"hiv": {"1": "high"}},
+        value_names={"hiv": {"1": "positive"}},
+        threshold=0.8,
+        confidence=0.95,
+        patient_lower_bound=lower,
+        patient_exposed=listed,
+    )
+    # hiv-positive: 3 × (2·0.8 − 1) = 1.8 and 3 × 0.4 = 1.2; unrated: 0.8 and 0.7.
+    assert [p.score for p in ranking.top_patients] == pytest.approx([1.8, 1.2, 0.8, 0.7])
+    assert [p.rated_as for p in ranking.top_patients] == ["hiv = positive"] * 2 + [""] * 2
+    assert [p.severity for p in ranking.top_patients] == ["high", "high", "low", "low"]
+    assert ranking.patient_rank[[0, 1, 100, 101]].tolist() == [1, 2, 3, 4]
+    assert ranking.patient_rank[150] == 0 and (ranking.patient_rank > 0).sum() == 4
+    assert ranking.patient_severity[0] == "high" and ranking.patient_rated_as[150] == ""
+
+
+def test_without_per_patient_bounds_no_patient_is_ranked():
+    ranking = planted({"hiv": {"1": "high"}})
+    assert ranking.top_patients == () and not ranking.patient_rank.any()

@@ -115,7 +115,7 @@ def test_unknown_features_take_the_population_value_and_one_hot_blocks_stay_vali
     np.testing.assert_allclose(imputed[:, 2], np.median(cohort.features[:, 2]))
     # The most frequent site (b, half the patients) for everyone: one 1 per imputed row.
     np.testing.assert_array_equal(imputed[:, 4:7], np.tile([0.0, 1.0, 0.0], (N_PATIENTS, 1)))
-    assert len(level.unknown_columns) == cohort.features.shape[1] - 2
+    assert level.imputed_inputs == cohort.features.shape[1] - 2
     full = knowledge_levels(cohort, levels=["all"], feature_groups=GROUPS)[0]
     assert full.full and knowledge_key([full]) == ""
     np.testing.assert_array_equal(full.impute(cohort.features), cohort.features)
@@ -158,7 +158,7 @@ def test_the_report_and_the_plot_show_the_curve(planted, tmp_path):
     text = knowledge_section(result)
     assert "## What the attacker knows" in text
     assert "demographics+labs" in text and "sex = F" in text
-    assert "Knowledge levels apply to tables" in text
+    assert "unknown inputs replaced by the pool's median" in text
     assert "## Harm-weighted exposure" in harm_section(result)
     plots = write_audit_plots(result, tmp_path)
     assert plots["exposure_by_knowledge"] == tmp_path / KNOWLEDGE_FILE
@@ -172,15 +172,15 @@ def test_without_knowledge_the_audit_has_no_curve_and_no_plot(planted, tmp_path)
     assert knowledge_levels(cohort, levels=[], feature_groups=GROUPS) == ()
 
 
-def test_knowledge_levels_refuse_images_and_unknown_groups():
+def test_knowledge_levels_refuse_unknown_groups_and_groups_of_images():
     images = Cohort.from_records(
         name="scans",
         features=np.zeros((2, 1, 4, 4), np.float32),
         labels=np.array([0, 1]),
         patient_ids=np.array(["a", "b"]),
     )
-    with pytest.raises(ConfigError, match=r"knowledge levels apply to tables"):
-        knowledge_levels(images, levels=["all"], feature_groups={})
+    with pytest.raises(ConfigError, match=r"'demographics' names no kind"):
+        knowledge_levels(images, levels=["demographics", "all"], feature_groups=GROUPS)
     with pytest.raises(ConfigError, match=r"'genes'"):
         knowledge_levels(planted_cohort(), levels=["labs+genes"], feature_groups=GROUPS)
     with pytest.raises(ConfigError, match=r"'weight' is not an input feature"):
@@ -242,3 +242,20 @@ def test_audit_models_score_the_imputed_pool_and_resume_with_it(tmp_path):
     assert first.knowledge.levels[0].imputed_features == len(cohort.feature_names) - 1
     assert again.knowledge.levels[0].median_auc == first.knowledge.levels[0].median_auc
     assert first.knowledge.levels[1].median_auc == first.patients.median_auc
+
+
+def test_exposed_patients_are_ranked_by_harm_in_the_csv_and_by_rank_only_in_the_report(planted):
+    from dptrain.reporting.patients import patient_risk_frame
+
+    cohort, _, result = planted
+    frame = patient_risk_frame(result)
+    listed = frame[frame["exposed_fdr"]]
+    assert len(listed) > 0 and frame["harm_rank"].notna().sum() == len(listed)
+    ranked = listed.sort_values("harm_rank")
+    assert ranked["harm_rank"].tolist() == list(range(1, len(listed) + 1))
+    assert ranked["harm_score"].is_monotonic_decreasing
+    high = ranked["severity"] == "high"  # sex = M, rated high
+    assert set(ranked.loc[high, "rated_as"]) == {"sex = M"}
+    text = harm_section(result)
+    assert "Exposed patients by harm" in text
+    assert not any(f"| {pid} |" in text or f" {pid} " in text for pid in cohort.patient_ids)

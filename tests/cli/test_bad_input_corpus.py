@@ -275,6 +275,22 @@ CORPUS: list = [
         "is not below 1/N",
     ),
     ("empty_split", _override("split.test_fraction=0.001"), "split.test_fraction=0.001"),
+    # Early stopping: its validation patients come out of the (30-patient) table's training split.
+    (
+        "validation_fraction_range",
+        _override("train.early_stopping=true", "train.validation_fraction=0.8"),
+        "train.validation_fraction must be in (0, 0.5]",
+    ),
+    (
+        "validation_metric_unknown",
+        _override("train.early_stopping=true", "train.validation_metric=f1"),
+        "train.validation_metric must be one of ['loss', 'auroc']",
+    ),
+    (
+        "validation_too_few_patients",
+        _override("train.early_stopping=true", "train.validation_fraction=0.01"),
+        "early stopping needs at least one validation patient of each class",
+    ),
     # Column lists checked against the table.
     ("exclude_typo", _override("data.exclude_columns=[lenfoll]"), "column 'lenfoll' not in"),
     ("categorical_typo", _override("data.categorical_columns=[sitee]"), "column 'sitee' not in"),
@@ -442,6 +458,42 @@ CORPUS: list = [
         "record 101: wfdb cannot read",
     ),
     ("mitbih_unknown_lead", lambda t: _mitbih(t, None, "data.leads=[V5]"), "has no lead 'V5'"),
+    # Partial-knowledge attackers of images and signals (resolved before any training).
+    (
+        "knowledge_center_range",
+        lambda t: [*_npz(t), "audit.knowledge=[center:1.5,all]"],
+        "audit.knowledge: 'center:1.5': center:1.5 must be a fraction in (0, 1]",
+    ),
+    (
+        "knowledge_lowres_too_large",
+        lambda t: [*_npz(t), "audit.knowledge=[lowres:64]"],
+        "lowres:64 is larger than the 28×28 images",
+    ),
+    (
+        "knowledge_leads_on_images",
+        lambda t: [*_npz(t), "audit.knowledge=[leads:I]"],
+        "leads: applies to signals",
+    ),
+    (
+        "knowledge_unknown_lead",
+        lambda t: [*_ptbxl(t), "audit.knowledge=[leads:I+V7,all]"],
+        "unknown lead 'V7'; the leads are I, II, III",
+    ),
+    (
+        "knowledge_window_past_end",
+        lambda t: [*_ptbxl(t), "audit.knowledge=[window:0-5]"],
+        "window ends at 5 s but the records last 2 s",
+    ),
+    (
+        "knowledge_unknown_kind",
+        lambda t: _mitbih(t, None, "audit.knowledge=[qrs:1]"),
+        "unknown kind 'qrs'",
+    ),
+    (
+        "knowledge_unknown_group",
+        _override("audit=leave_many_out", "audit.knowledge=[genes]"),
+        "audit.knowledge: 'genes' names feature group 'genes'",
+    ),
     # MIMIC-IV demo admissions.
     (
         "mimic_no_files",

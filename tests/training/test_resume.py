@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from dptrain.privacy.accounting import PrivacyConfig
 from dptrain.training.config import TrainConfig
 from dptrain.training.fit import EpochLog, TrainedModel, fit
 from dptrain.training.resume import TRAINING_STATE_FILE
+from dptrain.training.selection import validation_split
 
 EPOCHS = 4
 MODEL = MLPConfig(hidden=[16], dropout=0.2)  # dropout: the forked global RNG matters too
@@ -173,3 +175,59 @@ def test_checkpoint_every_zero_writes_nothing(cohort, tmp_path):
 def test_checkpoint_every_must_be_a_non_negative_int(bad):
     with pytest.raises(ConfigError, match=r"train\.checkpoint_every must be >= 0"):
         TrainConfig(checkpoint_every=bad)
+
+
+def _fit_early_stopping(split, *, state_path=None, stop_after=None, on_epoch=None):
+    """DP-SGD with a moving average and early stopping: the best-so-far weights are state too."""
+
+    def epoch_done(entry: EpochLog) -> None:
+        if on_epoch is not None:
+            on_epoch(entry)
+        if stop_after is not None and entry.epoch == stop_after:
+            raise Killed
+
+    return fit(
+        cohort=split.train,
+        validation=split.validation,
+        model_factory=MODEL,
+        privacy=PrivacyConfig(epsilon=4.0, unit="record"),
+        train=TrainConfig(
+            epochs=EPOCHS, batch_size=32, lr=0.01, ema_decay=0.9, early_stopping=True
+        ),
+        seed=0,
+        state_path=state_path,
+        on_epoch=epoch_done,
+    )
+
+
+@pytest.mark.parametrize("stop_after", [2, 3])
+def test_early_stopping_resumes_with_its_best_epoch_bit_identical(cohort, tmp_path, stop_after):
+    split = validation_split(cohort, fraction=0.25, seed=0)
+    uninterrupted = _fit_early_stopping(split)
+    assert all(not math.isnan(entry.validation) for entry in uninterrupted.history)
+    state = tmp_path / TRAINING_STATE_FILE
+    with pytest.raises(Killed):
+        _fit_early_stopping(split, state_path=state, stop_after=stop_after)
+    saved = torch.load(state, weights_only=True)
+    assert saved["epoch"] == stop_after - 1 and saved["payload"]["selection"]["best_epoch"] >= 1
+    resumed = _fit_early_stopping(split, state_path=state)
+    _assert_same_run(resumed, uninterrupted)
+    assert resumed.kept_epoch == uninterrupted.kept_epoch
+    assert resumed.validation_score == uninterrupted.validation_score
+
+
+def test_a_state_without_early_stopping_is_not_resumed_with_it(cohort, tmp_path, caplog):
+    split = validation_split(cohort, fraction=0.25, seed=0)
+    state = tmp_path / TRAINING_STATE_FILE
+    fit(
+        cohort=split.train,
+        model_factory=MODEL,
+        privacy=PrivacyConfig(epsilon=4.0, unit="record"),
+        train=TrainConfig(epochs=EPOCHS, batch_size=32, lr=0.01, ema_decay=0.9),
+        seed=0,
+        state_path=state,
+    )
+    with caplog.at_level(logging.WARNING, logger="dptrain.training.resume"):
+        model = _fit_early_stopping(split, state_path=state)
+    assert "another config" in caplog.text  # the finished fixed-epoch state is not reused
+    _assert_same_run(model, _fit_early_stopping(split))
