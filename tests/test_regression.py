@@ -25,15 +25,22 @@ PINNED = {
 }
 
 
-@pytest.mark.slow
-def test_default_actg175_figures_are_unchanged(tmp_path):
-    config = compose_run_config(["audit.num_models=4", "audit.workers=1", "tracker=none"])
+def run_default(output_dir, *overrides: str):
+    """The default ACTG 175 run at K = 4, one worker, one intra-op thread."""
+    config = compose_run_config(
+        ["audit.num_models=4", "audit.workers=1", "tracker=none", *overrides]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = run(config, output_dir=tmp_path, progress=False)
+        return run(config, output_dir=output_dir, progress=False)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_default_actg175_figures_are_unchanged(tmp_path):
+    report = run_default(tmp_path)
     audit = report.audit
     measured = {
         "epsilon": report.privacy.epsilon,
@@ -66,15 +73,7 @@ PINNED_EARLY_STOPPING = {
 
 @pytest.mark.slow
 def test_default_actg175_figures_with_early_stopping_are_unchanged(tmp_path):
-    config = compose_run_config(
-        ["audit.num_models=4", "audit.workers=1", "tracker=none", "train.early_stopping=true"]
-    )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        report = run(config, output_dir=tmp_path, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    report = run_default(tmp_path, "train.early_stopping=true")
     audit = report.audit
     measured = {
         "epsilon": report.privacy.epsilon,
