@@ -1,11 +1,11 @@
-"""One auditor over (in, out) scores: AUROC, TPR at FPR and three empirical ε lower bounds.
+"""One auditor over (in, out) scores: AUROC, TPR at FPR and four empirical lower bounds.
 
 Modelled on jax_privacy's ``CanaryScoreAuditor``: any audit that ends in one score per trial
 (a canary, a (model, patient) pair, a gradient canary) hands the scores of members ("in", the
 positive class) and non-members ("out") to `ScoreAuditor` and reads every metric from it, so the
 leave-many-out, canary and white-box audits compute each number the same way.
 
-The three bounds answer different questions:
+The four bounds answer different questions:
 
 - `ScoreAuditor.epsilon_clopper_pearson`: trials are independent (many runs, or canaries whose
   scores are independent given their inclusion); one-sided Clopper–Pearson bounds on TPR and FPR
@@ -15,6 +15,12 @@ The three bounds answer different questions:
   training run; guesses on the highest and lowest scores, abstaining on the rest (Steinke, Nasr &
   Jagielski 2023, "Privacy Auditing with One (1) Training Run", Theorem 5.2 / Algorithm 1 there).
   Valid without independence between the canaries' scores.
+- `ScoreAuditor.epsilon_fdp_one_run`: the same one-run guesses tested against Gaussian trade-off
+  curves instead of (ε, δ) (Mahloujifar, Melis & Chaudhuri 2024, "Auditing f-Differential Privacy
+  in One Run", the recursion of `dptrain.audit.lower_bounds.gdp_one_run_refutes`): a rigorous lower
+  bound on μ (no μ'-GDP with μ' below it), also valid without independence between the scores;
+  its ε at δ is the ε of the refuted Gaussian curve, an (ε, δ) lower bound only if the curve is
+  Gaussian, so it is reported beside the others, never as the headline.
 - `ScoreAuditor.epsilon_gaussian_dp`: the largest μ whose Gaussian trade-off curve the
   Clopper–Pearson corners refute, converted to ε at δ (Dong et al. 2019, Cor. 2.13; the analysis of
   Nasr et al. 2023). A valid ε lower bound only under the assumption that the mechanism's trade-off
@@ -31,7 +37,9 @@ evaluated on the other).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from scipy.stats import norm
@@ -49,6 +57,8 @@ from dptrain.audit.lower_bounds import (  # noqa: F401 (re-exported: the auditor
     PlannedScores,
     gdp_epsilon,
     gdp_mu,
+    gdp_one_run_mu,
+    gdp_one_run_refutes,
     one_run_epsilon,
     one_run_p_value,
 )
@@ -190,6 +200,49 @@ class OneRunBound:
 
 
 @dataclass(frozen=True)
+class FDPOneRunBound:
+    """Mahloujifar et al. (2024) one-run bound on μ-GDP from the guesses of `OneRunBound`.
+
+    Attributes:
+        mu: Largest μ such that no μ'-GDP mechanism with μ' < mu gives num_correct or more
+            correct guesses with probability above 1 − confidence (after the strategy's
+            correction); 0 when nothing is refuted. Rigorous in one run.
+        epsilon: ε at ``delta`` of mu-GDP: the (ε, δ) of the refuted Gaussian curve, an (ε, δ)
+            lower bound only if the mechanism's trade-off curve is Gaussian.
+        num_canaries: m, canaries scored (each included independently with probability ½).
+        num_guesses: r, canaries guessed; m − r abstain.
+        num_guesses_in: Highest-scoring canaries guessed "in".
+        num_guesses_out: Lowest-scoring canaries guessed "out".
+        num_correct: v, correct guesses.
+        ceiling_mu: The μ bound r correct guesses out of r would give (the most this audit can
+            show).
+        delta: δ of the conversion to ε.
+        confidence: Confidence level.
+        num_candidates: Guess counts searched (the Bonferroni factor; 1 for a fixed choice).
+    """
+
+    mu: float
+    epsilon: float
+    num_canaries: int
+    num_guesses: int
+    num_guesses_in: int
+    num_guesses_out: int
+    num_correct: int
+    ceiling_mu: float
+    delta: float
+    confidence: float
+    num_candidates: int
+
+    @property
+    def num_abstentions(self) -> int:
+        """Canaries the auditor declined to guess (m − r)."""
+        return self.num_canaries - self.num_guesses
+
+
+RankBound = TypeVar("RankBound", OneRunBound, FDPOneRunBound)
+
+
+@dataclass(frozen=True)
 class AuditSummary:
     """Every number of one audit's scores, computed once.
 
@@ -199,6 +252,7 @@ class AuditSummary:
         tpr_at_fpr: TPR at each target, interpolated over tied scores.
         clopper_pearson: The (ε, δ) bound for independent trials.
         one_run: The Steinke et al. one-run bound.
+        fdp_one_run: The Mahloujifar et al. one-run μ-GDP bound and its ε.
         gaussian_dp: The μ-GDP bound and its ε.
         num_in: Member scores.
         num_out: Non-member scores.
@@ -209,6 +263,7 @@ class AuditSummary:
     tpr_at_fpr: np.ndarray  # (n_targets,) float64
     clopper_pearson: EpsilonLowerBound
     one_run: OneRunBound
+    fdp_one_run: FDPOneRunBound
     gaussian_dp: GaussianDPBound
     num_in: int
     num_out: int
@@ -420,30 +475,44 @@ class ScoreAuditor:
         check_confidence(confidence)
         if not 0 <= delta < 1:
             raise ConfigError(f"delta must be in [0, 1), got {delta}")
-        alpha = 1 - confidence
-        if isinstance(strategy, FixedThreshold):
-            if not 1 <= strategy.num_guesses <= self.scores.size:
-                raise ConfigError(
-                    f"num_guesses must be in [1, {self.scores.size}], got {strategy.num_guesses}"
-                )
-            return self._one_run_at([(strategy.num_guesses, 0)], delta=delta, alpha=alpha)
-        if isinstance(strategy, BestThresholdBonferroni):
-            return self._one_run_at(
-                _guess_grid(self.scores.size, strategy.max_candidates), delta=delta, alpha=alpha
-            )
-        if isinstance(strategy, SplitSample):
-            selection, held_out = self._split(strategy.seed)
-            grid = _guess_grid(selection.scores.size, BestThresholdBonferroni().max_candidates)
-            chosen = selection._one_run_at(grid, delta=delta, alpha=alpha, correct=False)
-            fraction = held_out.scores.size / selection.scores.size
-            k = max(1, round(chosen.num_guesses_in * fraction))
-            return held_out._one_run_at([(k, k)], delta=delta, alpha=alpha)
-        if isinstance(strategy, PlannedThreshold):
-            raise ConfigError(
-                "the one-run bound guesses by rank: use FixedThreshold(num_guesses=...) or "
-                "BestThresholdBonferroni, not PlannedThreshold"
-            )
-        raise ConfigError(f"unknown threshold strategy {strategy!r}")
+        return self._by_rank(
+            ScoreAuditor._one_run_at, strategy=strategy, delta=delta, alpha=1 - confidence
+        )
+
+    def epsilon_fdp_one_run(
+        self,
+        *,
+        delta: float,
+        confidence: float = 0.95,
+        strategy: ThresholdStrategy = BestThresholdBonferroni(max_candidates=16),
+    ) -> FDPOneRunBound:
+        """Mahloujifar et al. (2024) one-run lower bound on μ-GDP, and its ε at δ.
+
+        The guesses of `epsilon_one_run` (the k highest scores "in", the k lowest "out") tested
+        against the Gaussian trade-off curve G_μ rather than (ε, δ)-DP
+        (`dptrain.audit.lower_bounds.gdp_one_run_mu`). The m canaries must have been included
+        independently with probability ½ each; the scores need not be independent.
+
+        Args:
+            delta: δ at which μ is converted to ε, in (0, 1).
+            confidence: Probability that the μ bound holds.
+            strategy: As for `epsilon_one_run`: `FixedThreshold` (its ``num_guesses`` highest
+                scores guessed in), `BestThresholdBonferroni` (best of up to
+                ``max_candidates`` k, significance divided over them) or `SplitSample`;
+                `PlannedThreshold` is refused.
+
+        Returns:
+            The μ bound with its guess counts and ε(μ, δ).
+
+        Raises:
+            ConfigError: For an unknown strategy or an option out of range.
+        """
+        check_confidence(confidence)
+        if not 0 < delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {delta}")
+        return self._by_rank(
+            ScoreAuditor._fdp_one_run_at, strategy=strategy, delta=delta, alpha=1 - confidence
+        )
 
     def summary(
         self,
@@ -453,10 +522,11 @@ class ScoreAuditor:
         fpr_targets: tuple[float, ...] = (0.001, 0.01),
         clopper_pearson_strategy: ThresholdStrategy = BestThresholdBonferroni(),
     ) -> AuditSummary:
-        """AUROC, TPR at the targets and the three bounds.
+        """AUROC, TPR at the targets and the four bounds.
 
-        The one-run and Gaussian-DP bounds use their default strategies, Clopper–Pearson uses
-        ``clopper_pearson_strategy``.
+        The one-run (both analyses) and Gaussian-DP bounds use their default strategies,
+        Clopper–Pearson uses ``clopper_pearson_strategy``. Each bound holds at ``confidence`` on
+        its own.
         """
         metrics = attack_metrics(self.scores, self.is_member, fpr_targets=fpr_targets)
         return AuditSummary(
@@ -467,6 +537,7 @@ class ScoreAuditor:
                 delta=delta, confidence=confidence, strategy=clopper_pearson_strategy
             ),
             one_run=self.epsilon_one_run(delta=delta, confidence=confidence),
+            fdp_one_run=self.epsilon_fdp_one_run(delta=max(delta, 1e-12), confidence=confidence),
             gaussian_dp=self.epsilon_gaussian_dp(delta=max(delta, 1e-12), confidence=confidence),
             num_in=self.in_scores.size,
             num_out=self.out_scores.size,
@@ -498,6 +569,38 @@ class ScoreAuditor:
         reverse = norm.isf(tpr_ub) - norm.ppf(tnr_ub)
         return np.maximum(forward, reverse), fpr_ub, fnr_ub
 
+    def _by_rank(
+        self,
+        bound_at: Callable[..., RankBound],
+        *,
+        strategy: ThresholdStrategy,
+        delta: float,
+        alpha: float,
+    ) -> RankBound:
+        """A one-run bound (``bound_at``, over (k₊, k₋) guess counts) under a strategy."""
+        if isinstance(strategy, FixedThreshold):
+            if not 1 <= strategy.num_guesses <= self.scores.size:
+                raise ConfigError(
+                    f"num_guesses must be in [1, {self.scores.size}], got {strategy.num_guesses}"
+                )
+            return bound_at(self, [(strategy.num_guesses, 0)], delta=delta, alpha=alpha)
+        if isinstance(strategy, BestThresholdBonferroni):
+            grid = _guess_grid(self.scores.size, strategy.max_candidates)
+            return bound_at(self, grid, delta=delta, alpha=alpha)
+        if isinstance(strategy, SplitSample):
+            selection, held_out = self._split(strategy.seed)
+            grid = _guess_grid(selection.scores.size, BestThresholdBonferroni().max_candidates)
+            chosen = bound_at(selection, grid, delta=delta, alpha=alpha, correct=False)
+            fraction = held_out.scores.size / selection.scores.size
+            k = max(1, round(chosen.num_guesses_in * fraction))
+            return bound_at(held_out, [(k, k)], delta=delta, alpha=alpha)
+        if isinstance(strategy, PlannedThreshold):
+            raise ConfigError(
+                "the one-run bound guesses by rank: use FixedThreshold(num_guesses=...) or "
+                "BestThresholdBonferroni, not PlannedThreshold"
+            )
+        raise ConfigError(f"unknown threshold strategy {strategy!r}")
+
     def _one_run_at(
         self,
         guesses: list[tuple[int, int]],
@@ -507,14 +610,12 @@ class ScoreAuditor:
         correct: bool = True,
     ) -> OneRunBound:
         """The best one-run bound over (k₊, k₋) guess counts, Bonferroni-corrected if asked."""
-        order = np.argsort(self.scores, kind="stable")
-        members = self.is_member[order]  # ascending score
-        m = members.size
+        m = self.scores.size
         significance = alpha / len(guesses) if correct else alpha
         best: OneRunBound | None = None
-        for k_in, k_out in guesses:
-            v = int(members[m - k_in :].sum() + (~members[:k_out]).sum())  # top in, bottom out
+        for (k_in, k_out), v in zip(guesses, self._num_correct(guesses)):
             r = k_in + k_out
+            v = int(v)
             bound = OneRunBound(
                 epsilon=one_run_epsilon(
                     num_canaries=m, num_guesses=r, num_correct=v, delta=delta, alpha=significance
@@ -535,6 +636,52 @@ class ScoreAuditor:
                 best = bound
         assert best is not None
         return best
+
+    def _fdp_one_run_at(
+        self,
+        guesses: list[tuple[int, int]],
+        *,
+        delta: float,
+        alpha: float,
+        correct: bool = True,
+    ) -> FDPOneRunBound:
+        """The best μ-GDP bound over (k₊, k₋) guess counts, Bonferroni-corrected if asked."""
+        m = self.scores.size
+        significance = alpha / len(guesses) if correct else alpha
+        num_guesses = np.array([k_in + k_out for k_in, k_out in guesses])
+        num_correct = self._num_correct(guesses)
+        # One vectorised search for every candidate and, in the same call, their ceilings.
+        mus = gdp_one_run_mu(
+            num_canaries=m,
+            num_guesses=np.concatenate((num_guesses, num_guesses)),
+            num_correct=np.concatenate((num_correct, num_guesses)),
+            alpha=significance,
+        )
+        best = int(np.argmax(mus[: len(guesses)]))
+        mu = float(mus[best])
+        return FDPOneRunBound(
+            mu=mu,
+            epsilon=gdp_epsilon(mu, delta),
+            num_canaries=m,
+            num_guesses=int(num_guesses[best]),
+            num_guesses_in=guesses[best][0],
+            num_guesses_out=guesses[best][1],
+            num_correct=int(num_correct[best]),
+            ceiling_mu=float(mus[len(guesses) + best]),
+            delta=delta,
+            confidence=1 - alpha,
+            num_candidates=len(guesses) if correct else 1,
+        )
+
+    def _num_correct(self, guesses: list[tuple[int, int]]) -> np.ndarray:
+        """``(n_candidates,)`` correct guesses: "in" on the k₊ highest, "out" on the k₋ lowest."""
+        members = self.is_member[np.argsort(self.scores, kind="stable")]  # ascending score
+        in_from_top = np.concatenate(([0], np.cumsum(members[::-1])))
+        out_from_bottom = np.concatenate(([0], np.cumsum(~members)))
+        return np.array(
+            [in_from_top[k_in] + out_from_bottom[k_out] for k_in, k_out in guesses],
+            dtype=np.int64,
+        )
 
     def _split(self, seed: int) -> tuple[ScoreAuditor, ScoreAuditor]:
         """Two auditors over random halves of each class (selection, evaluation)."""

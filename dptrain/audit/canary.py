@@ -5,7 +5,8 @@ probability ½; one model trains with `dptrain.training.fit.fit` (the path of ev
 every canary by the margin of the canary's label in its logits. Guessing "in" for the highest and
 "out" for the lowest margins, abstaining on the rest, gives the one-run ε lower bound, valid in a
 single run because the inclusions are independent (unlike the balanced halves of the
-leave-many-out audit).
+leave-many-out audit). The same guesses also give Mahloujifar et al.'s (2024) f-DP one-run bound
+on the μ of Gaussian DP, reported beside it.
 
 Canaries are made to be memorised (Aerni et al. 2024, "Evaluations of machine learning privacy
 defenses are misleading"): ``mislabel`` takes one record of each of m held-out patients and gives
@@ -62,6 +63,10 @@ class CanaryAuditResult:
 
     Attributes:
         epsilon_lower_bound: The headline: Steinke et al.'s one-run bound (valid in one run).
+        mu_fdp_one_run: Mahloujifar et al.'s one-run lower bound on μ (μ-GDP refuted below it;
+            valid in one run).
+        epsilon_fdp_one_run: ε at δ of that μ: an (ε, δ) lower bound only if the trade-off
+            curve is Gaussian, so never the headline.
         epsilon_gaussian_dp: Gaussian-DP bound from the same scores (assumes a Gaussian
             trade-off curve and treats canaries as independent trials: an estimate).
         epsilon_clopper_pearson: The (ε, δ) bound for independent trials (an indication here).
@@ -80,6 +85,8 @@ class CanaryAuditResult:
     """
 
     epsilon_lower_bound: float
+    mu_fdp_one_run: float
+    epsilon_fdp_one_run: float
     epsilon_gaussian_dp: float
     epsilon_clopper_pearson: float
     epsilon_accountant: float
@@ -260,6 +267,8 @@ def canary_audit(
     )
     return CanaryAuditResult(
         epsilon_lower_bound=summary.one_run.epsilon,
+        mu_fdp_one_run=summary.fdp_one_run.mu,
+        epsilon_fdp_one_run=summary.fdp_one_run.epsilon,
         epsilon_gaussian_dp=summary.gaussian_dp.epsilon,
         epsilon_clopper_pearson=summary.clopper_pearson.epsilon,
         epsilon_accountant=trained.privacy.epsilon,

@@ -4,8 +4,8 @@ The leave-many-out audit measures what an attacker learns about real patients; t
 whether the DP-SGD that trained them keeps the accountant's promise, with worst-case inputs:
 
 - ``canary`` (black box, one run): m mislabelled records, each in the training set with
-  probability ½, scored by the trained model; Steinke et al.'s one-run ε lower bound
-  (`dptrain.audit.canary`).
+  probability ½, scored by the trained model; Steinke et al.'s one-run ε lower bound, beside
+  Mahloujifar et al.'s f-DP one-run bound on the μ of Gaussian DP (`dptrain.audit.canary`).
 - ``whitebox`` (Nasr et al. 2023): Dirac gradient canaries handed to the real Opacus optimiser and
   every noisy update observed; a Clopper–Pearson ε lower bound over independent canaries at a
   threshold planned from σ, q and T, beside what that many canaries can reach at best
@@ -52,7 +52,9 @@ class DPAuditRow:
             private).
         delta: δ of the bound and of the claim.
         confidence: Confidence of the bound.
-        secondary: Other bounds from the same scores, by name (e.g. the Gaussian-DP estimate).
+        secondary: Other bounds from the same scores, by name (e.g. the Gaussian-DP estimate;
+            ``fdp_one_run`` and ``fdp_one_run_mu``: the ε and μ of Mahloujifar et al.'s one-run
+            μ-GDP bound).
         counts: Canaries, guesses, abstentions, steps: what the bound rests on.
         wall_seconds: Time the audit took.
     """
@@ -110,10 +112,13 @@ def _canary(inputs: DPAuditInputs) -> DPAuditRow:
         name="canary",
         method=(
             f"black box, one run: {result.num_canaries} {result.kind} canaries, each trained on "
-            "with probability ½; Steinke et al. (2023) one-run bound"
+            "with probability ½; Steinke et al. (2023) one-run bound, beside Mahloujifar et "
+            "al.'s (2024) f-DP one-run bound on μ-GDP from the same guesses"
         ),
         **_bound(result),
         secondary={
+            "fdp_one_run": result.epsilon_fdp_one_run,
+            "fdp_one_run_mu": result.mu_fdp_one_run,
             "gaussian_dp": result.epsilon_gaussian_dp,
             "clopper_pearson": result.epsilon_clopper_pearson,
             "auroc": result.summary.auroc,
@@ -151,6 +156,8 @@ def _whitebox(inputs: DPAuditInputs) -> DPAuditRow:
             "reachable": result.epsilon_reachable,
             "gaussian_dp": result.epsilon_gaussian_dp,
             "one_run": result.epsilon_one_run,
+            "fdp_one_run": result.epsilon_fdp_one_run,
+            "fdp_one_run_mu": result.mu_fdp_one_run,
             "in_step_mean": result.in_step_mean,
             "in_step_std": result.in_step_std,
             "out_step_mean": result.out_step_mean,

@@ -86,6 +86,10 @@ class WhiteboxAuditResult:
         epsilon_gaussian_dp: The larger Gaussian-DP bound of the two scores (assumes a Gaussian
             trade-off curve; Nasr et al. 2023's estimate).
         epsilon_one_run: The larger Steinke et al. one-run bound of the two scores.
+        mu_fdp_one_run: The larger Mahloujifar et al. one-run μ-GDP bound of the two scores
+            (rigorous; the two tests share the significance as the headline's do).
+        epsilon_fdp_one_run: ε at δ of that μ (an (ε, δ) bound only if the trade-off curve is
+            Gaussian, so not part of the headline).
         epsilon_accountant: The ε the accountant claims for the run.
         delta: δ of every bound and of the claim.
         confidence: Confidence level of the bounds together.
@@ -112,6 +116,8 @@ class WhiteboxAuditResult:
     epsilon_reachable: float
     epsilon_gaussian_dp: float
     epsilon_one_run: float
+    mu_fdp_one_run: float
+    epsilon_fdp_one_run: float
     epsilon_accountant: float
     delta: float
     confidence: float
@@ -354,6 +360,7 @@ def audit_trace(
         delta=delta,
         confidence=ratio_confidence,
     )
+    fdp_one_run = max((s.fdp_one_run for s in summaries), key=lambda bound: bound.mu)
     num_runs = 1 if trace.run is None else int(trace.run.max()) + 1
     inside = trace.projections[trace.sampled]
     outside = trace.projections[~trace.sampled]
@@ -362,6 +369,8 @@ def audit_trace(
         epsilon_reachable=reachable,
         epsilon_gaussian_dp=max(s.gaussian_dp.epsilon for s in summaries),
         epsilon_one_run=max(s.one_run.epsilon for s in summaries),
+        mu_fdp_one_run=fdp_one_run.mu,
+        epsilon_fdp_one_run=fdp_one_run.epsilon,
         epsilon_accountant=epsilon_accountant,
         delta=delta,
         confidence=confidence,

@@ -16,6 +16,8 @@ SECONDARY_NAMES = {
     "gaussian_dp": "Gaussian-DP estimate",
     "clopper_pearson": "Clopper–Pearson (independent trials)",
     "one_run": "one-run bound",
+    "fdp_one_run": "f-DP one-run (Gaussian curve)",
+    "fdp_one_run_mu": "its μ ≥",
 }
 
 
@@ -82,7 +84,10 @@ def dp_audit_section(report: RunReport) -> str:
         "planned σ, q and T: a bound near it means the audit did all its canaries allow, and "
         "only more canaries (`audit.whitebox_runs`, `runs_for_half_epsilon` models reach half "
         "the accountant's ε) raise it. The Gaussian-DP figure assumes a Gaussian trade-off curve "
-        "and is an estimate, not a bound."
+        "and is an estimate, not a bound. The f-DP one-run figure (Mahloujifar et al. 2024) "
+        "tests the one-run guesses against Gaussian trade-off curves: its μ is a lower bound "
+        "(no μ'-GDP with a smaller μ' fits the guesses), and its ε is that curve's ε at δ, an "
+        "(ε, δ) bound only if the mechanism's curve is Gaussian."
     )
 
 

@@ -3,7 +3,8 @@
 ``results.json`` carries it as ``summary``; the trackers log it; a sweep report compares runs by it.
 Keys are ``group/name`` (``privacy/epsilon``, ``utility/auroc``, ``train/kept_epoch``,
 ``audit/patient_auc_max``,
-``subgroup/<attribute>=<value>/share_above_<t>``, ``dp_audit/<name>/epsilon_lower_bound``);
+``subgroup/<attribute>=<value>/share_above_<t>``, ``dp_audit/<name>/epsilon_lower_bound``,
+``dp_audit/<name>/fdp_one_run`` and ``.../fdp_one_run_mu``);
 values are numbers, or the strings and booleans that identify the run (unit, private, seed).
 Undefined numbers are None in ``results.json``, never NaN.
 """
@@ -50,7 +51,17 @@ def run_summary(report: RunReport) -> dict[str, Any]:
     for row in report.dp_audits:
         if row.applicable:
             summary[f"dp_audit/{row.name}/epsilon_lower_bound"] = row.epsilon_lower_bound
+            summary |= {
+                f"dp_audit/{row.name}/{key}": row.secondary[key]
+                for key in DP_AUDIT_SECONDARY_KEYS
+                if key in row.secondary
+            }
     return summary
+
+
+# Secondary DP-audit bounds the summary carries beside each headline: Mahloujifar et al.'s
+# one-run μ-GDP bound (rigorous) and its ε at δ (under a Gaussian trade-off curve).
+DP_AUDIT_SECONDARY_KEYS = ("fdp_one_run", "fdp_one_run_mu")
 
 
 TRAINING_KEYS = (

@@ -82,6 +82,7 @@ def test_strategies_are_types_and_each_is_honoured():
         auditor.epsilon_clopper_pearson,
         auditor.epsilon_gaussian_dp,
         auditor.epsilon_one_run,
+        auditor.epsilon_fdp_one_run,
     ):
         with pytest.raises(ConfigError, match=r"unknown threshold strategy"):
             method(delta=DELTA, strategy="bonferroni")

@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.special import softmax
 
+from dptrain.audit.auditor import gdp_epsilon
 from dptrain.audit.canary import (
     canary_audit,
     cohort_with_canaries,
@@ -124,6 +125,8 @@ def test_a_non_private_model_memorises_its_canaries(one_thread):
     result = audit(PrivacyConfig(mode="none"))
     assert result.epsilon_accountant == np.inf
     assert result.epsilon_lower_bound > 0.75
+    assert result.mu_fdp_one_run == result.summary.fdp_one_run.mu > 0
+    assert result.epsilon_fdp_one_run == pytest.approx(gdp_epsilon(result.mu_fdp_one_run, 1e-5))
     assert result.summary.auroc > 0.75
     assert result.num_guesses + result.num_abstentions == result.num_canaries == 250
     assert result.num_correct <= result.num_guesses
@@ -135,4 +138,5 @@ def test_a_private_model_stays_under_its_epsilon(one_thread):
     result = audit(PrivacyConfig(epsilon=1.0, unit="record"))
     assert result.epsilon_accountant == pytest.approx(1.0, abs=0.05)
     assert result.epsilon_lower_bound < 1.0
+    assert result.epsilon_fdp_one_run < 1.0  # μ-GDP ε; DP-SGD's curve is near Gaussian
     assert not result.violates_claim

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from dptrain.audit.auditor import gdp_epsilon
 from dptrain.audit.config import DP_AUDIT_NAMES, AuditConfig
 from dptrain.audit.dp_audits import DP_AUDITS, DPAuditInputs, DPAuditRow, run_dp_audits
 from dptrain.data.cohort import Cohort
 from dptrain.errors import ConfigError
 from dptrain.models import MLPConfig
 from dptrain.privacy.accounting import PrivacyConfig
-from dptrain.reporting.dp_audit_markdown import dp_audit_console_lines, verdict
+from dptrain.reporting.dp_audit_markdown import dp_audit_console_lines, dp_audit_section, verdict
 from dptrain.reporting.results import to_plain
+from dptrain.reporting.summary import run_summary
 from dptrain.training.config import TrainConfig
+
+from .simulate import non_private_spend
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,6 +77,9 @@ def test_whitebox_on_a_private_run_stays_under_the_claim_and_says_so():
     assert row.name == "whitebox" and row.applicable and row.counts["canaries"] == 1000
     assert row.counts["runs"] == 2 and "2 models" in row.method
     assert 0 < row.secondary["reachable"] < row.epsilon_accountant
+    assert row.secondary["fdp_one_run"] == pytest.approx(
+        gdp_epsilon(row.secondary["fdp_one_run_mu"], row.delta)
+    )
     assert 0 <= row.epsilon_lower_bound <= row.epsilon_accountant <= 2.0
     assert not row.violates_claim and verdict(row) == "consistent with the claimed ε"
     assert row.wall_seconds > 0
@@ -111,6 +119,37 @@ def test_a_refuting_bound_is_flagged():
         confidence=0.95,
     )
     assert row.violates_claim and "refutes" in verdict(row)
+
+
+def test_the_fdp_one_run_bound_sits_beside_the_one_run_bound_in_report_and_summary():
+    row = DPAuditRow(
+        name="canary",
+        method="test",
+        applicable=True,
+        epsilon_lower_bound=1.76,
+        epsilon_accountant=8.0,
+        delta=1e-5,
+        confidence=0.95,
+        secondary={"fdp_one_run": 2.33, "fdp_one_run_mu": 0.57, "gaussian_dp": 3.9},
+    )
+    section = dp_audit_section(_report_with(row))
+    assert "f-DP one-run (Gaussian curve) 2.33, its μ ≥ 0.57, Gaussian-DP estimate 3.90" in section
+    assert "Mahloujifar et al. 2024" in section
+    report = SimpleNamespace(
+        config={"seed": 0},
+        privacy=non_private_spend(n_units=100),
+        utility=SimpleNamespace(
+            overall=SimpleNamespace(auroc=0.7, auprc=0.6, accuracy=0.7, balanced_accuracy=0.7)
+        ),
+        training={},
+        audit=None,
+        dp_audits=(row,),
+    )
+    summary = run_summary(report)
+    assert summary["dp_audit/canary/epsilon_lower_bound"] == 1.76
+    assert summary["dp_audit/canary/fdp_one_run"] == 2.33
+    assert summary["dp_audit/canary/fdp_one_run_mu"] == 0.57
+    assert "dp_audit/canary/gaussian_dp" not in summary
 
 
 def _report_with(row: DPAuditRow):
