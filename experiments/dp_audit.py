@@ -69,9 +69,10 @@ def whitebox_table(args: argparse.Namespace) -> None:
     )
     print(
         "| claimed ε | accountant ε | runs | canaries | CP bound (headline) | reachable "
-        "| bound / accountant ε | ≥ ε/2? | runs for ½ ε (plan) | seconds |"
+        "| bound / accountant ε | ≥ ε/2? | runs for ½ ε (plan) | f-DP one-run μ (its ε) "
+        "| Steinke one-run | seconds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for epsilon in (e for e in EPSILONS if math.isfinite(e)):
         for runs in (1, "auto"):
             started = time.perf_counter()
@@ -91,7 +92,9 @@ def whitebox_table(args: argparse.Namespace) -> None:
                 f"{' (auto)' if runs == 'auto' else ''} | {white.num_canaries} | "
                 f"{white.epsilon_lower_bound:.2f} | {white.epsilon_reachable:.2f} | {ratio:.2f} | "
                 f"{'yes' if white.epsilon_lower_bound >= epsilon / 2 else 'no'} | "
-                f"{white.runs_for_half_epsilon} | {seconds:.0f} |",
+                f"{white.runs_for_half_epsilon} | {white.mu_fdp_one_run:.2f} "
+                f"({white.epsilon_fdp_one_run:.2f}) | {white.epsilon_one_run:.2f} | "
+                f"{seconds:.0f} |",
                 flush=True,
             )
 
@@ -99,8 +102,11 @@ def whitebox_table(args: argparse.Namespace) -> None:
 def blackbox_table(args: argparse.Namespace) -> None:
     config, cohort, train = default_run()
     print(f"\nBlack box — {args.canaries} mislabelled canaries, one model, confidence 0.95")
-    print("| claimed ε | accountant ε | one-run bound | GDP estimate | seconds |")
-    print("|---|---|---|---|---|")
+    print(
+        "| claimed ε | accountant ε | one-run bound (Steinke) | f-DP one-run μ (its ε) "
+        "| GDP estimate | seconds |"
+    )
+    print("|---|---|---|---|---|---|")
     for epsilon in EPSILONS:
         started = time.perf_counter()
         black = canary_audit(
@@ -113,6 +119,7 @@ def blackbox_table(args: argparse.Namespace) -> None:
         )
         print(
             f"| {epsilon:g} | {black.epsilon_accountant:.2f} | {black.epsilon_lower_bound:.2f} | "
+            f"{black.mu_fdp_one_run:.2f} ({black.epsilon_fdp_one_run:.2f}) | "
             f"{black.epsilon_gaussian_dp:.2f} | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
