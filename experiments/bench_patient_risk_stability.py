@@ -1,9 +1,10 @@
 """Is the per-patient answer stable across K? Sub-audits of one set of trained audit models.
 
-On the default run's data and recipe (`conf/`: ACTG 175, the MLP), the audit models are trained
-once at the largest K; sub-audits of each smaller K are then taken from disjoint blocks of model
-pairs (while the blocks fit; a size that no longer fits reuses the first pairs and is marked), and
-each is analysed exactly as a run's audit is (`analyse_signals`). Printed per privacy setting:
+On the default run's data and recipe (`conf/`: ACTG 175, the MLP; `--experiment` for another
+experiment's, below), the audit models are trained once at the largest K; sub-audits of each
+smaller K are then taken from disjoint blocks of model pairs (while the blocks fit; a size that no
+longer fits reuses the first pairs and is marked), and each is analysed exactly as a run's audit
+is (`analyse_signals`). Printed per privacy setting:
 
     K, raw share of patients with AUC > 0.8, share whose lower bound is > 0.8, the empirical-Bayes
     share with true AUC > 0.8 and its interval, the FDR list size (and how much of it the largest
@@ -24,9 +25,33 @@ Fake masks: the real signals of a sub-audit's models analysed under random compl
 drawn independently of training (`--fake-seeds` draws per K), so there is no membership effect;
 the FDR list should be empty in at least 1 − FDR of them.
 
+Other experiments (`--experiment NAME`, a `conf/experiment` name): the run config is composed as
+`dptrain experiment=NAME` plus the privacy setting would compose it, and the audit models are
+those of a real run of that experiment: the pool is the whole cohort (not the target's training
+split; the official or patient split only decides the target's data), a fixed front end
+(ScatterNet for `experiment=breastmnist`, `scatter1d` for `ptbxl_scatter1d`) is applied to the
+pool once before any model trains (`dptrain.training.frontend.apply_frontend`), `privacy.unit=auto`
+is resolved on the pool (PTB-XL: ε per patient), and the models train with the experiment's
+recipe through `train_reference_models`, model k with seed `seed + 1 + k` and the K-independent
+first rows of the membership masks. A model's signals are therefore bit for bit those of model k
+in `dptrain experiment=NAME audit.num_models=K` (checked on breastmnist and ptbxl, 1 epoch, K = 4).
+What differs from a run: no target model is trained (the audit does not use it, so an
+early-stopped recipe, whose audit models need the target's kept epoch, is refused); the run's
+partial-knowledge levels and attribute probes are not scored (extra forward passes after the
+signals, which they do not change); the attacks are loss, online LiRA (both variances) and RMIA,
+without offline LiRA, so the null floor is that of the best of these; `--workers` local processes
+stand in for `audit.executor` (the signals are the same on every executor).
+
 Full size (issue 7's table; hours on 2 cores, minutes on 16):
 
     python experiments/bench_patient_risk_stability.py --sizes 16 32 64 128 256
+
+The image and ECG tables (tens of minutes each on 2 cores; experiments/README.md):
+
+    python experiments/bench_patient_risk_stability.py --experiment breastmnist \\
+        --sizes 8 16 32 64 --privacy none 8
+    python experiments/bench_patient_risk_stability.py --experiment ptbxl \\
+        --sizes 8 16 32 --privacy none 8
 
 A smoke run in about a minute:
 
@@ -48,6 +73,7 @@ from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
 from dptrain.cli.config import compose_run_config
 from dptrain.data.splits import balanced_membership_masks
+from dptrain.training.frontend import apply_frontend
 
 THRESHOLD = 0.8
 # Nominal level at which the independent audit confirms an already-listed patient.
@@ -115,6 +141,11 @@ def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str, fake_empt
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="a conf/experiment name (breastmnist, ptbxl, ...); default: the default run",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     parser.add_argument(
         "--privacy", nargs="+", default=["none", "8"], help="'none' or an ε, one table each"
@@ -133,11 +164,19 @@ def main() -> None:
     plans = sub_audit_pairs(args.sizes)
     largest = max(args.sizes)
     for setting in args.privacy:
-        overrides = ["privacy=none"] if setting == "none" else [f"privacy.epsilon={setting}"]
+        overrides = [f"experiment={args.experiment}"] if args.experiment else []
+        overrides.append("privacy=none" if setting == "none" else f"privacy.epsilon={setting}")
         if args.epochs is not None:
             overrides.append(f"train.epochs={args.epochs}")
         config = compose_run_config(overrides)
-        cohort = config.data.load()
+        if config.train.early_stopping:
+            # The audit models' epochs would be the target's kept epoch, which needs the target.
+            parser.error("train.early_stopping needs the target's kept epoch; not benchmarked here")
+        started = time.perf_counter()
+        # The audit pool of a run: the whole cohort, through the model's fixed front end (if it
+        # has one) once, before any model trains (`dptrain.pipeline.run`).
+        cohort, frontend = apply_frontend(config.data.load(), config.model)
+        prepared = time.perf_counter() - started
         membership = balanced_membership_masks(
             patient_labels=cohort.patient_labels, num_models=largest, seed=args.seed
         )
@@ -188,6 +227,14 @@ def main() -> None:
         disjoint_sizes = [size for size in args.sizes if plans[size][1]]
         reference = max(disjoint_sizes) if disjoint_sizes else None
         label = "non-private" if setting == "none" else f"ε = {setting}"
+        if args.experiment:
+            print(
+                f"\n{args.experiment}: {type(config.model).__name__}, {config.train.epochs} "
+                f"epochs, ε per {outputs[0].privacy.unit}; pool = the whole cohort, "
+                f"{cohort.n_records} records"
+                + (f", through the {frontend} front end" if frontend else "")
+                + f" (loaded{' and transformed' if frontend else ''} in {prepared:.0f} s)"
+            )
         print(
             f"\n{label}: {cohort.n_patients} patients, {largest} models trained in "
             f"{trained:.0f} s; * = pairs shared with other sizes; 'confirmed' = share of the "

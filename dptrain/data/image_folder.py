@@ -147,7 +147,7 @@ def decode_image(path: str | Path, *, size: int, channels: str) -> np.ndarray:
         ...     decode_image(f"{folder}/red.png", size=8, channels="rgb")[:, 0, 0].tolist()
         [255, 0, 0]
     """
-    with Image.open(path) as image:
+    with Image.open(str(path)) as image:  # a plain str: Pillow quotes its repr in errors
         if image.mode.startswith("I"):  # 16/32-bit integer grey: Pillow's convert would clip
             pixels = np.asarray(image, dtype=np.float64) / 257.0
             image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
@@ -412,10 +412,10 @@ def _require_constant_per_patient(
     varying = distinct.index[distinct.to_numpy() > 1]
     if len(varying):
         example = varying[0]
-        seen = sorted(set(values[patient_ids == example]))
+        seen = ", ".join(sorted({str(value) for value in values[patient_ids == example]}))
         raise DataError(
             f"data.patient_subgroup_columns: column {column!r} of {source} varies within patient "
-            f"{example!r} ({seen}) and {len(varying) - 1} more; fix it, or move it to "
+            f"{str(example)!r} ({seen}) and {len(varying) - 1} more; fix it, or move it to "
             "data.record_subgroup_columns"
         )
 

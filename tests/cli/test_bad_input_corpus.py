@@ -11,6 +11,7 @@ here for each new way input can be wrong.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -543,6 +544,7 @@ def test_bad_input_is_one_line_exit_2_and_no_results(monkeypatch, capsys, tmp_pa
     assert len(lines) == 1, err
     assert lines[0].startswith("dptrain: error: ") and "Traceback" not in err
     assert message in lines[0]
+    assert not re.search(r"np\.\w+\(", lines[0]), "a NumPy repr is not for users"
     assert not (run_dir / "results.json").exists()
     shutil.rmtree(run_dir, ignore_errors=True)
 
