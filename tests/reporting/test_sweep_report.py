@@ -92,6 +92,10 @@ def test_markdown_table_has_a_row_per_group_with_mean_and_interval(epsilon_repor
     assert rows[0][lower_bound] == "0.05 [-0.59, 0.69]"
     assert "1 run directory without a usable `results.json`" in text
     assert "## Leakage by subgroup" in text and "| sex=F | sex=M |" in text
+    # A per-patient figure never stands without its noise floor (issue #7).
+    floor = header.index("p99 noise floor")
+    assert header[floor - 1] == "patient AUC p99" and rows[0][floor].startswith("0.700")
+    assert "max noise floor" not in header  # no run has it: no empty column
 
 
 def test_markdown_links_every_figure_written_beside_it(epsilon_report):
