@@ -430,19 +430,25 @@ def _group(axis_values: dict[str, Any], runs: list[SweepRun], confidence: float)
         key: estimate(
             (run.summary.get(key) if _is_number(run.summary.get(key)) else None for run in runs),
             confidence=confidence,
-            bounds=(0.0, 1.0) if _is_probability(key) else (-math.inf, math.inf),
+            bounds=_bounds(key),
         )
         for key in keys
     }
     return SweepGroup(axis_values=axis_values, runs=tuple(runs), metrics=metrics)
 
 
-def _is_probability(key: str) -> bool:
-    """Whether a summary number is an AUC, a rate or a share (so lives in [0, 1])."""
+def _bounds(key: str) -> tuple[float, float]:
+    """The range a summary number lives in, where a seed interval is cut.
+
+    [0, 1] for AUCs, rates and shares, [0, ∞) for patient counts, else unbounded (an ε lower
+    bound's interval may go below 0).
+    """
     name = key.rsplit("/", 1)[-1]
     if key.startswith("utility/") or "tpr_at_fpr" in name or "share" in name:
-        return True
-    return "auc" in name and not name.startswith("patients_")
+        return (0.0, 1.0)
+    if name.startswith("patients_"):
+        return (0.0, math.inf)
+    return (0.0, 1.0) if "auc" in name else (-math.inf, math.inf)
 
 
 def _may_be_axis(key: str) -> bool:

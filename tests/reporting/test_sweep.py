@@ -242,3 +242,13 @@ def test_run_directories_are_found_in_job_number_order(tmp_path):
         write_fake_run(tmp_path / f"{number}-job", epsilon=1.0, seed=number, auroc=0.7)
     found = find_run_dirs([tmp_path, tmp_path / "2-job" / "results.json"])
     assert [path.name for path in found] == ["1-job", "2-job", "10-job"]
+
+
+def test_seed_intervals_are_cut_to_each_numbers_range():
+    from dptrain.reporting.sweep import _bounds, estimate
+
+    counts = estimate([0.0, 100.0, 10.0], bounds=_bounds("audit/patients_exposed_fdr"))
+    assert counts.low == 0.0 and counts.high > 100
+    assert _bounds("audit/patient_auc_max") == (0.0, 1.0)
+    assert _bounds("audit/null_share_above_0.9") == (0.0, 1.0)
+    assert _bounds("audit/epsilon_lower_bound") == (-math.inf, math.inf)
