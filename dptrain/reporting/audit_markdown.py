@@ -55,7 +55,13 @@ def audit_console_lines(report: RunReport) -> list[str]:
     leakage = (
         f"leakage      {audit.best_attack} AUC = {best.metrics.auc:.3f}, TPR@"
         f"{best.metrics.fpr_targets[0]:.1%} FPR = {best.metrics.tpr_at_fpr[0]:.3f}, "
-        f"ε ≥ {audit.epsilon_lower_bound.epsilon:.2f}; patient AUC p99 = "
+        f"ε ≥ {audit.epsilon_lower_bound.epsilon:.2f}"
+        + (
+            f" (2ε = {2 * audit.bounds.patient_epsilon:.2f} allowed: IN/OUT swap a patient)"
+            if audit.model_privacy.private
+            else ""
+        )
+        + "; patient AUC p99 = "
         f"{patients.p99_auc:.3f}, max = {patients.max_auc:.3f}{exposed} (K = {audit.num_models})"
     )
     floor, shares = audit.null_floor, audit.deconvolution
@@ -239,12 +245,26 @@ def _count(share: float, total: int) -> str:
 
 def _budget_row(spend: PrivacySpend, audit: AuditResult, confidence: str) -> list[str]:
     lower = audit.epsilon_lower_bound
+    bounds = audit.bounds
     measured = (
         f"≥ {number(lower.epsilon, 2)} (empirical lower bound, {confidence} over all attacks; "
         f"this audit could show at most {number(lower.ceiling, 2)})"
     )
+    if spend.private:
+        # A patient's IN and OUT halves differ by a substitution (the halves have fixed sizes):
+        # a removal and an addition, which (ε, δ)-DP bounds by 2ε (group privacy of two).
+        allowed = 2 * bounds.patient_epsilon
+        measured += (
+            f"; the audit's IN and OUT halves differ by one patient swapped for another, which "
+            f"the audit models' guarantee bounds by 2ε = {number(allowed, 2)}"
+            + (
+                " — ABOVE it: the DP implementation or its accounting may be wrong; audit it "
+                "with audit.dp_audits=[canary,whitebox]"
+                if lower.epsilon > allowed
+                else ""
+            )
+        )
     budget = f"{number(spend.epsilon, 2)} (δ = {spend.delta:g})" if spend.private else "∞ (no DP)"
-    bounds = audit.bounds
     if spend.private and spend.unit == "patient":
         budget += " per patient"
     elif spend.private and bounds.group_size > 1:
@@ -348,7 +368,9 @@ def notes_section(report: RunReport) -> str:
         "- Empirical ε lower bound: Clopper–Pearson bounds on TPR and FPR, Bonferroni-corrected "
         "for the choice of threshold and of attack. It treats model-patient pairs as independent "
         "trials, which they are not quite (pairs share models and patients): read it as an "
-        "indication, not a proof.",
+        "indication, not a proof. A patient's IN and OUT halves differ by a substitution (one "
+        "patient for another), so the guarantee it is compared with is 2ε (group privacy of two); "
+        "the rigorous tests of ε itself are the DP audits (audit.dp_audits=[canary,whitebox]).",
         *_group_privacy_note(audit),
         _above_bound_note(audit),
         f"- Noise floor: {audit.null_floor.method}, {audit.null_floor.repeats} times; the "

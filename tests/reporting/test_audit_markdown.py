@@ -138,3 +138,24 @@ def test_too_few_models_for_reliability_still_reports(report):
     small = audit_of(4)
     assert np.isnan(small.audit.reliability.full_rho)
     assert "cannot be measured" in headline_section(small)
+
+
+def test_the_budget_row_compares_the_empirical_bound_with_the_substitution_guarantee():
+    import dataclasses
+
+    private = audit_of(16, private=True)
+    text = headline_section(private)
+    row = next(line for line in text.splitlines() if line.startswith("| ε |"))
+    allowed = 2 * private.audit.bounds.patient_epsilon
+    assert f"2ε = {allowed:.2f}" in row and "ABOVE" not in row
+    lower = dataclasses.replace(private.audit.epsilon_lower_bound, epsilon=allowed + 0.5)
+    broken = SimpleNamespace(
+        audit=dataclasses.replace(private.audit, epsilon_lower_bound=lower),
+        privacy=private.privacy,
+        dp_audits=(),
+    )
+    row = next(line for line in headline_section(broken).splitlines() if line.startswith("| ε |"))
+    assert "ABOVE it" in row and "audit.dp_audits=[canary,whitebox]" in row
+    assert "2ε" not in next(
+        line for line in headline_section(audit_of(16)).splitlines() if line.startswith("| ε |")
+    )
