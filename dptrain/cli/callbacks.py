@@ -22,6 +22,10 @@ from dptrain.errors import DptrainError
 from dptrain.reporting.sweep_report import report_sweep
 
 log = logging.getLogger("dptrain")
+# Set at the end of a multirun and read by `dptrain.cli.main.main` for the exit status: the jobs
+# of the sweep that left no complete results.json. A job that fails inside a launcher's own
+# process (joblib, submitit) cannot report back any other way.
+SWEEP_OUTCOME: dict[str, int] = {"incomplete_runs": 0}
 
 
 class RunDirectoryGuard(Callback):
@@ -53,8 +57,9 @@ class SweepReportCallback(Callback):
         """Compares the sweep's finished runs; logs where the report is."""
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            _, files = report_sweep([sweep_dir], out_dir=sweep_dir)
+            sweep, files = report_sweep([sweep_dir], out_dir=sweep_dir)
         except DptrainError as error:
+            SWEEP_OUTCOME["incomplete_runs"] = max(1, len(_job_dirs(sweep_dir)))
             log.warning("no sweep report: %s", error)
             return
         except Exception:  # the runs are saved; a report bug must not fail the sweep
@@ -63,4 +68,10 @@ class SweepReportCallback(Callback):
                 sweep_dir,
             )
             return
+        SWEEP_OUTCOME["incomplete_runs"] = len(sweep.skipped)
         log.info("sweep report: %s (and %s)", files.markdown, files.html.name)
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders (each holds Hydra's ``.hydra/`` config copies)."""
+    return [path.parent for path in sweep_dir.glob("*/.hydra")]

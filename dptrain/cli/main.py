@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from dptrain.cli.callbacks import SWEEP_OUTCOME
 from dptrain.cli.config import CONFIG_DIR, build_run_config, register_schemas
 from dptrain.cli.errors import hydra_error_message
 from dptrain.cli.rundir import claim_run_directory
@@ -229,6 +230,7 @@ def main() -> None:
     naming the key, the option or the file, with the fix.
     """
     _invocation.update(check_data=CHECK_DATA_FLAG in sys.argv[1:], app_started=False, failed_jobs=0)
+    SWEEP_OUTCOME["incomplete_runs"] = 0
     silence_known_warnings()
     scratch = None
     if _invocation["check_data"]:
@@ -242,10 +244,11 @@ def main() -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    if _invocation["failed_jobs"]:
+    failed = max(_invocation["failed_jobs"], SWEEP_OUTCOME["incomplete_runs"])
+    if failed:
         print(
-            f"dptrain: error: {_invocation['failed_jobs']} job(s) of the sweep failed (their "
-            "one-line errors are above); the others finished",
+            f"dptrain: error: {failed} job(s) of the sweep failed (their one-line errors are "
+            "above, or in the launcher's job logs); the others finished",
             file=sys.stderr,
         )
         sys.exit(EXIT_USER_ERROR)

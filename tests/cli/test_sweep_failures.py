@@ -46,3 +46,31 @@ def test_a_failing_job_does_not_stop_the_sweep(monkeypatch, capsys, tmp_path, vi
     out = capsys.readouterr().out
     assert f"finished     {sweep / '1'} (same config: kept, not run again)" in out
     assert (sweep / "1" / "results.json").stat().st_mtime_ns == finished
+
+
+@pytest.mark.slow
+def test_a_job_failing_in_a_launchers_own_process_still_fails_the_sweep(tmp_path, visits_csv):
+    """joblib runs each job in a worker process, whose failure count never reaches the parent;
+    the sweep's exit status comes from the runs the sweep report found incomplete."""
+    import subprocess
+
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        "-m",
+        "dptrain",
+        "--multirun",
+        *table_overrides(visits_csv),
+        *FAST,
+        "audit=none",
+        "privacy.epsilon=-1,4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "1 job(s) of the sweep failed" in done.stderr.splitlines()[-1]
+    assert (sweep / "1" / "results.json").exists() and not (sweep / "0" / "results.json").exists()
