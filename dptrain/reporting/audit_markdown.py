@@ -369,8 +369,9 @@ def notes_section(report: RunReport) -> str:
         "for the choice of threshold and of attack. It treats model-patient pairs as independent "
         "trials, which they are not quite (pairs share models and patients): read it as an "
         "indication, not a proof. A patient's IN and OUT halves differ by a substitution (one "
-        "patient for another), so the guarantee it is compared with is 2ε (group privacy of two); "
-        "the rigorous tests of ε itself are the DP audits (audit.dp_audits=[canary,whitebox]).",
+        "patient for another: a removal and an addition), so the guarantee it is compared with "
+        "is 2ε; the rigorous tests of ε itself are the DP audits "
+        "(audit.dp_audits=[canary,whitebox]).",
         *_group_privacy_note(audit),
         _above_bound_note(audit),
         f"- Noise floor: {audit.null_floor.method}, {audit.null_floor.repeats} times; the "
