@@ -46,7 +46,7 @@ Full size (issue 7's table; hours on 2 cores, minutes on 16):
 
     python experiments/bench_patient_risk_stability.py --sizes 16 32 64 128 256
 
-The image and ECG tables (tens of minutes each on 2 cores; experiments/README.md):
+The image and ECG tables (about 1 and 3 minutes on 2 cores; experiments/README.md):
 
     python experiments/bench_patient_risk_stability.py --experiment breastmnist \\
         --sizes 8 16 32 64 --privacy none 8
@@ -65,13 +65,14 @@ import argparse
 import dataclasses
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from dptrain.audit.fdr import patient_exposure
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
-from dptrain.cli.config import compose_run_config
+from dptrain.cli.config import CONFIG_DIR, compose_run_config
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.training.frontend import apply_frontend
 
@@ -144,7 +145,8 @@ def main() -> None:
     parser.add_argument(
         "--experiment",
         default=None,
-        help="a conf/experiment name (breastmnist, ptbxl, ...); default: the default run",
+        choices=sorted(path.stem for path in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")),
+        help="a conf/experiment recipe (e.g. breastmnist, ptbxl); default: the default run",
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     parser.add_argument(
