@@ -51,8 +51,9 @@ def patient_risk_frame(audit: AuditResult) -> pd.DataFrame:
         frame["severity"] = harm.patient_severity
         frame["rated_as"] = harm.patient_rated_as
         frame["harm_score"] = harm.patient_score
-        rank = pd.Series(harm.patient_rank, dtype="Int64")
-        frame["harm_rank"] = rank.where(rank > 0)  # empty: not on the FDR list
+        # Empty (NaN) when not on the FDR list: a float column, since trackers' tables take no
+        # pandas NA (W&B refused the nullable-integer column).
+        frame["harm_rank"] = np.where(harm.patient_rank > 0, harm.patient_rank, np.nan)
     return frame.sort_values("auc", ascending=False, kind="stable").reset_index(drop=True)
 
 

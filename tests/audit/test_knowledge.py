@@ -259,3 +259,21 @@ def test_exposed_patients_are_ranked_by_harm_in_the_csv_and_by_rank_only_in_the_
     text = harm_section(result)
     assert "Exposed patients by harm" in text
     assert not any(f"| {pid} |" in text or f" {pid} " in text for pid in cohort.patient_ids)
+
+
+def test_the_patient_table_with_harm_columns_is_a_valid_wandb_table(planted):
+    """The default ACTG run once lost its W&B patient table: harm_rank was a nullable-integer
+    column whose missing values W&B refuses."""
+    wandb = pytest.importorskip("wandb")
+    from dptrain.reporting.patients import patient_risk_frame
+
+    _, _, result = planted
+    rank = result.harm.patient_rank
+    half_listed = np.where(np.arange(len(rank)) % 2 == 0, rank, 0)  # the others: not on the list
+    result = dataclasses.replace(
+        result, harm=dataclasses.replace(result.harm, patient_rank=half_listed)
+    )
+    frame = patient_risk_frame(result)
+    assert frame["harm_rank"].isna().any() and frame["harm_rank"].notna().any()
+    table = wandb.Table(dataframe=frame)
+    assert len(table.data) == len(frame)
