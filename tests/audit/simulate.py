@@ -56,3 +56,27 @@ def simulate_audit(
         + rng.normal(size=(num_models, n_records))
     )
     return signals, membership, record_membership
+
+
+def memoriser_audit(cohort, levels, memoriser, *, audit, num_models: int, spend):
+    """The audit of ``num_models`` simulated models, each ``memoriser(training_features)``,
+    scoring the pool in full and at every knowledge level in ``levels``."""
+    from dptrain.audit.knowledge import knowledge_signals
+    from dptrain.audit.run import analyse_signals
+
+    membership = balanced_membership_masks(
+        patient_labels=cohort.patient_labels, num_models=num_models, seed=0
+    )
+    predictors = [memoriser(cohort.features[row]) for row in membership]
+    signals = np.stack([predict(cohort.features) for predict in predictors]).astype(np.float64)
+    imputed = np.stack([knowledge_signals(p, cohort.features, levels) for p in predictors])
+    return analyse_signals(
+        signals=signals,
+        membership=membership,
+        cohort=cohort,
+        model_privacy=spend,
+        audit=audit,
+        seed=0,
+        knowledge=levels,
+        knowledge_signals=imputed,
+    )

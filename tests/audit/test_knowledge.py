@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from dptrain.audit.config import AuditConfig
-from dptrain.audit.knowledge import knowledge_key, knowledge_levels, knowledge_signals
-from dptrain.audit.run import analyse_signals, run_audit
+from dptrain.audit.knowledge import knowledge_key, knowledge_levels
+from dptrain.audit.run import run_audit
 from dptrain.audit.store import ModelStore, ReferenceModelOutput
 from dptrain.data.cohort import Cohort
 from dptrain.data.fake import write_fake_ehr_table
-from dptrain.data.splits import balanced_membership_masks
 from dptrain.data.tables import TableDataConfig
 from dptrain.errors import ConfigError
 from dptrain.models import MLPConfig
@@ -20,7 +19,7 @@ from dptrain.reporting.attacker_markdown import harm_section, knowledge_section
 from dptrain.reporting.plots import KNOWLEDGE_FILE, write_audit_plots
 from dptrain.training.config import TrainConfig
 
-from .simulate import non_private_spend
+from .simulate import memoriser_audit, non_private_spend
 
 N_PATIENTS, N_MODELS, BLOCK = 60, 16, 20
 GROUPS = {"demographics": ["sex", "age"], "labs": ["lab1", "lab2"], "block": ["site"]}
@@ -87,21 +86,8 @@ def memoriser(training: np.ndarray):
 def planted():
     cohort = planted_cohort()
     levels = knowledge_levels(cohort, levels=LEVELS, feature_groups=GROUPS)
-    membership = balanced_membership_masks(
-        patient_labels=cohort.patient_labels, num_models=N_MODELS, seed=0
-    )
-    predictors = [memoriser(cohort.features[row]) for row in membership]
-    signals = np.stack([predict(cohort.features) for predict in predictors]).astype(np.float64)
-    imputed = np.stack([knowledge_signals(p, cohort.features, levels) for p in predictors])
-    result = analyse_signals(
-        signals=signals,
-        membership=membership,
-        cohort=cohort,
-        model_privacy=SPEND,
-        audit=AUDIT,
-        seed=0,
-        knowledge=levels,
-        knowledge_signals=imputed,
+    result = memoriser_audit(
+        cohort, levels, memoriser, audit=AUDIT, num_models=N_MODELS, spend=SPEND
     )
     return cohort, levels, result
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dptrain.audit.config import AuditConfig
-from dptrain.audit.knowledge import knowledge_key, knowledge_levels, knowledge_signals
+from dptrain.audit.knowledge import knowledge_key, knowledge_levels
 from dptrain.audit.knowledge_regions import (
     TWELVE_LEADS,
     ImputedRecords,
@@ -14,18 +14,16 @@ from dptrain.audit.knowledge_regions import (
     parse_region_level,
     record_layout,
 )
-from dptrain.audit.run import analyse_signals
 from dptrain.data.cohort import Cohort
 from dptrain.data.mitbih import MITBIHDataConfig
 from dptrain.data.preprocessing import ImageNormalize
 from dptrain.data.ptbxl import PTBXLDataConfig
 from dptrain.data.records import chunks
-from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 from dptrain.models.scattering import ScatteringFrontend
 from dptrain.reporting.attacker_markdown import knowledge_section
 
-from .simulate import non_private_spend
+from .simulate import memoriser_audit, non_private_spend
 
 N_PATIENTS, N_MODELS = 60, 16
 SIGNAL_LAYOUT = RecordLayout(channel_names=TWELVE_LEADS, sampling_hz=10.0)  # 50 samples: 5 s
@@ -215,21 +213,13 @@ def memoriser(training: np.ndarray, region: tuple):
 
 def planted_curve(cohort: Cohort, levels: list[str], region: tuple):
     resolved = knowledge_levels(cohort, levels=levels, feature_groups={}, layout=SIGNAL_LAYOUT)
-    membership = balanced_membership_masks(
-        patient_labels=cohort.patient_labels, num_models=N_MODELS, seed=0
-    )
-    predictors = [memoriser(cohort.features[row], region) for row in membership]
-    signals = np.stack([predict(cohort.features) for predict in predictors])
-    imputed = np.stack([knowledge_signals(p, cohort.features, resolved) for p in predictors])
-    result = analyse_signals(
-        signals=signals,
-        membership=membership,
-        cohort=cohort,
-        model_privacy=SPEND,
+    result = memoriser_audit(
+        cohort,
+        resolved,
+        lambda training: memoriser(training, region),
         audit=AUDIT,
-        seed=0,
-        knowledge=resolved,
-        knowledge_signals=imputed,
+        num_models=N_MODELS,
+        spend=SPEND,
     )
     shares = [
         level.cohort.exposed[0] / level.cohort.n_patients for level in result.knowledge.levels
