@@ -291,6 +291,7 @@ def analyse_signals(
     deconvolution = deconvolve_patient_auc(
         t_statistics=exposure.record_t,
         dof=exposure.dof,
+        n_pairs=exposure.dof + 1,
         record_patient=record_patient,
         n_patients=n_patients,
         thresholds=thresholds,

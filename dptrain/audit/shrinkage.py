@@ -11,15 +11,21 @@ shrink each patient's estimate toward it (posterior mean).
 Model, per record: the paired t statistic t of its K/2 pair differences (`dptrain.audit.paired`)
 is noncentral t with K/2 − 1 degrees of freedom and noncentrality √(K/2) · z, where
 z = μ_d/σ_d = Φ⁻¹(true AUC) (exact for Gaussian differences; the AUC is the binormal one when a
-pair's two signals are independent). g is a prior on a grid of z whose log-density is a cubic
-B-spline in AUC, fitted by penalised maximum likelihood (Efron's g-modelling with a P-spline
-penalty on second differences of the coefficients). The unpenalised nonparametric MLE was tried
-first and rejected: at K = 16 its likelihood is so flat that the share above 0.8 drifted from 11 %
-to 16 % between 100 and 10,000 EM iterations while the log-likelihood moved by 2. The penalty is
-a fixed prior on the total log-likelihood, so the data outweigh it as records accumulate; charged
-per record it never faded and biased small-K estimates (see ``_PENALTY``). A patient's true AUC
-is the largest of their records' (records independent given g), so their posterior is that of a
-maximum. The interval is a percentile bootstrap over patients (g refitted on each resample).
+pair's two signals are independent). Each record's own variance is used: pooling variances across
+records (Smyth 2004's moderated t) sharpened K = 16 on ACTG 175 (13 of 16 disjoint K = 16 audits
+within 1 point of K = 256, against 8) but biased it upward where a record's spread grows with its
+leakage (BreastMNIST ε = 8: 4 of 16, against 13), so it is not used
+(experiments/bench_patient_risk_stability.py prints both).
+
+g is a prior on a grid of z whose log-density is a cubic B-spline in AUC, fitted by penalised
+maximum likelihood (Efron's g-modelling with a P-spline penalty on second differences of the
+coefficients). The unpenalised nonparametric MLE was tried first and rejected: at K = 16 its
+likelihood is so flat that the share above 0.8 drifted from 11 % to 16 % between 100 and 10,000
+EM iterations while the log-likelihood moved by 2. The penalty is a fixed prior on the total
+log-likelihood, so the data outweigh it as records accumulate; charged per record it never faded
+and biased small-K estimates (see ``_PENALTY``). A patient's true AUC is the largest of their
+records' (records independent given g), so their posterior is that of a maximum. The interval is
+a percentile bootstrap over patients (g refitted on each resample).
 """
 
 from __future__ import annotations
@@ -40,9 +46,12 @@ NOT_IN_JSON = {"json": False}
 # Grid of true z = Φ⁻¹(AUC): fine where thresholds live (AUC 0.16–0.998), coarse above, where
 # non-private models put memorised records (AUC ≈ 1).
 _GRID_Z = np.concatenate((np.arange(-1.0, 3.0, 0.05), np.arange(3.0, 8.01, 0.25)))
-# With this many degrees of freedom the noncentral t is replaced by a normal of the same mean and
-# variance (scipy's nct density underflows there for large statistics, and the two agree).
-_EXACT_DOF_BELOW = 30
+# From this many degrees of freedom on, the noncentral t is replaced by a normal of the same mean
+# and variance (scipy's nct density fails there, and the two agree within 0.05 in log density where
+# it matters); below, the normal stands in only where scipy's density underflows or fails. At
+# 30-60 degrees of freedom (K = 62-122) the normal alone was off by 0.1-0.15 in log density at
+# t = 3 with no effect, and by far more in the tails (t = 2 at noncentrality 11: −16 for −39).
+_EXACT_DOF_BELOW = 200
 # Knot spacing of the log-prior's B-spline basis, in AUC, and the weight λ of the penalty
 # λ/2 · Σ (second differences of its coefficients)² on the *total* log-likelihood: a fixed
 # Gaussian prior on the log-density's curvature (Efron 2016's c₀ = 1 convention), which the data
@@ -87,7 +96,8 @@ class RiskDeconvolution:
 def deconvolve_patient_auc(
     *,
     t_statistics: np.ndarray,
-    dof: int,
+    dof: float,
+    n_pairs: int,
     record_patient: np.ndarray,
     n_patients: int,
     thresholds: tuple[float, ...],
@@ -99,7 +109,8 @@ def deconvolve_patient_auc(
 
     Args:
         t_statistics: ``(n_records,)`` paired t statistics (`dptrain.audit.paired.paired_t`).
-        dof: Their degrees of freedom, K/2 − 1; below 1 the result is all NaN.
+        dof: Their degrees of freedom (K/2 − 1 for `paired_t`); below 1 the result is all NaN.
+        n_pairs: Pair differences per record, K/2 (the noncentrality is √(K/2) · z).
         record_patient: ``(n_records,)`` patient index of every record.
         n_patients: Number of patients.
         thresholds: AUC thresholds in (0.5, 1).
@@ -115,8 +126,9 @@ def deconvolve_patient_auc(
         >>> true_z = np.where(np.arange(1000) < 200, 1.5, 0.0)  # 20 % at AUC 0.93
         >>> from scipy.stats import nct
         >>> t = nct.rvs(31, true_z * np.sqrt(32), random_state=rng)
-        >>> fit = deconvolve_patient_auc(t_statistics=t, dof=31, record_patient=np.arange(1000),
-        ...     n_patients=1000, thresholds=(0.8,), num_bootstrap=20, rng=rng)
+        >>> fit = deconvolve_patient_auc(t_statistics=t, dof=31, n_pairs=32,
+        ...     record_patient=np.arange(1000), n_patients=1000, thresholds=(0.8,),
+        ...     num_bootstrap=20, rng=rng)
         >>> bool(abs(fit.share_above[0] - 0.2) < 0.04)
         True
     """
@@ -128,7 +140,7 @@ def deconvolve_patient_auc(
         return _undefined(limits, n_patients, confidence)
     # Records that cannot be tested (none, with complementary pairs from K = 4) are left out.
     patient_of = np.asarray(record_patient)[testable]
-    likelihood = _likelihood(t[testable], dof)
+    likelihood = _likelihood(t[testable], dof, n_pairs)
     with threadpool_limits(limits=1, user_api="blas"):
         # Thousands of small matrix-vector products: BLAS threads only contend (0.4 s a fit with
         # them on a busy 2-core machine, 5 ms without).
@@ -183,20 +195,27 @@ def _deconvolve(
     )
 
 
-def _likelihood(t: np.ndarray, dof: int) -> np.ndarray:
+def _likelihood(t: np.ndarray, dof: float, n_pairs: int) -> np.ndarray:
     """(n_records, n_grid) density of each t under each grid z, scaled to a row maximum of 1."""
-    n_pairs = dof + 1
     noncentrality = np.sqrt(n_pairs) * _GRID_Z
     # A statistic beyond the grid's reach is as informative as one at its edge.
     t = np.clip(t, noncentrality[0] - 10, noncentrality[-1] + 10)
-    if dof < _EXACT_DOF_BELOW:
-        log_density = nct.logpdf(t[:, None], dof, noncentrality[None, :])
-    else:
-        # Mean and variance of the noncentral t (Johnson, Kotz & Balakrishnan, ch. 31).
+    # Mean and variance of the noncentral t (Johnson, Kotz & Balakrishnan, ch. 31), for the normal
+    # that stands in where the exact density is not available.
+    approximate = np.full((t.size, noncentrality.size), -np.inf)  # no variance below 3 dof
+    if dof > 2:
         c = np.sqrt(dof / 2) * np.exp(gammaln((dof - 1) / 2) - gammaln(dof / 2))
         mean = noncentrality * c
         variance = dof * (1 + noncentrality**2) / (dof - 2) - mean**2
-        log_density = norm.logpdf(t[:, None], mean[None, :], np.sqrt(variance)[None, :])
+        approximate = norm.logpdf(t[:, None], mean[None, :], np.sqrt(variance)[None, :])
+    log_density = approximate
+    if dof < _EXACT_DOF_BELOW:
+        try:
+            with np.errstate(all="ignore"):
+                exact = nct.logpdf(t[:, None], dof, noncentrality[None, :])
+        except OverflowError:  # boost's gamma function, for extreme arguments
+            exact = np.full_like(approximate, np.nan)
+        log_density = np.where(np.isfinite(exact), exact, approximate)
     log_density = np.where(np.isfinite(log_density), log_density, -np.inf)
     peak = log_density.max(axis=1, keepdims=True)
     return np.exp(log_density - np.where(np.isfinite(peak), peak, 0.0))

@@ -19,6 +19,7 @@ def deconvolve(num_models, true_z, seed, *, record_patient=None, num_bootstrap=3
     fit = deconvolve_patient_auc(
         t_statistics=t,
         dof=dof,
+        n_pairs=dof + 1,
         record_patient=record_patient,
         n_patients=int(record_patient.max()) + 1,
         thresholds=(0.8, 0.9),
@@ -59,6 +60,7 @@ def test_a_patient_is_at_risk_if_any_of_their_records_is():
         deconvolve_patient_auc(
             t_statistics=t,
             dof=dof,
+            n_pairs=dof + 1,
             record_patient=record_patient,
             n_patients=record_patient.max() + 1,
             thresholds=(0.8, 0.9),
@@ -80,6 +82,7 @@ def test_too_few_pairs_give_an_undefined_estimate():
     fit = deconvolve_patient_auc(
         t_statistics=np.full(5, np.nan),
         dof=0,
+        n_pairs=1,
         record_patient=np.arange(5),
         n_patients=5,
         thresholds=(0.8,),
