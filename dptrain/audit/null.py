@@ -6,7 +6,8 @@ K = 256). To say what part of a figure is leakage, the audit recomputes every he
 signals in which membership has no effect but everything else is as measured, R times:
 
 1. *Remove the membership effect*: each record's IN and OUT signals are shifted to the record's
-   midpoint (`remove_membership_effect`). Re-labelling raw signals would not do: a leaky record's
+   midpoint, up to the chance difference a record without an effect would show
+   (`remove_membership_effect`). Re-labelling raw signals would not do: a leaky record's
    re-labelled sides would each mix true IN and OUT signals, and that mixture's spread makes the
    floor rise with the very leakage it is compared with (about √2 times the pure-noise spread on
    the probit scale for a strongly leaky record).
@@ -34,7 +35,8 @@ from dptrain.data.splits import balanced_membership_masks
 from dptrain.errors import ConfigError
 
 METHOD = (
-    "membership effect removed (each record's IN and OUT signals moved to its midpoint), then "
+    "membership effect removed (each record's IN and OUT signals moved to its midpoint, up to a "
+    "chance difference), then "
     "the pairs re-labelled by a fresh draw of the design"
 )
 
@@ -96,12 +98,13 @@ def null_relabellings(
     """The null's re-labellings: membership-free signals under fresh random complementary masks.
 
     Yields, ``repeats`` times, ``(null_signals, fake_membership, patient_auc)``: the ``(K,
-    n_records)`` signals with each record's IN and OUT moved to their midpoint (the same every
-    time), a ``(K, n_patients)`` balanced mask drawn from ``rng``, and the ``(n_patients,)``
-    patient AUCs under it. Every figure that needs a noise floor is computed from these.
+    n_records)`` signals with each record's IN and OUT moved to their midpoint, up to a fresh
+    chance difference each time (`remove_membership_effect`), a ``(K, n_patients)`` balanced mask
+    drawn from ``rng``, and the ``(n_patients,)`` patient AUCs under it. Every figure that needs a
+    noise floor is computed from these.
     """
-    null_signals = remove_membership_effect(signals, membership[:, record_patient])
     for _ in range(repeats):
+        null_signals = remove_membership_effect(signals, membership[:, record_patient], rng=rng)
         fake = balanced_membership_masks(
             patient_labels=patient_labels,
             num_models=len(membership),

@@ -144,20 +144,35 @@ def patient_p_values(
     return np.where(tested, np.minimum(np.where(tested, smallest, 0.0) * counts, 1.0), np.nan)
 
 
-def remove_membership_effect(signals: np.ndarray, record_membership: np.ndarray) -> np.ndarray:
-    """Signals with each record's IN and OUT sides both moved to the record's midpoint.
+def remove_membership_effect(
+    signals: np.ndarray,
+    record_membership: np.ndarray,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Signals with each record's IN and OUT sides moved to the record's midpoint.
 
     Subtracting each side's own mean (and adding back the midpoint of the two means, so attacks
     that use a record's level still see it) removes everything membership does to the mean while
     keeping what the audit's noise really looks like: each record's spread on each side, heavy
     tails, correlation between models.
 
+    Moved exactly to the midpoint, a record's K/2 pair differences become residuals that sum to
+    zero, which no record without a membership effect has: re-labelled, their signs agree far more
+    often than chance (with 2 pairs, half the time, and then t is infinite), and the null floor of
+    the FDR list said it was non-empty in every re-labelling at K = 4 and in 22 % at K = 8 on pure
+    noise. With ``rng``, each record keeps a chance difference between its sides instead, drawn
+    from N(0, s²/(K/2)) with s² the variance of its pair differences: the spread the mean
+    difference has when nothing leaks, so the differences are again independent with the record's
+    own variance (exactly so for Gaussian ones).
+
     Args:
         signals: ``(K, n_records)`` signals.
         record_membership: ``(K, n_records)`` bool membership of every record.
+        rng: Source of the chance differences (None: both sides exactly at the midpoint).
 
     Returns:
-        ``(K, n_records)`` float64 signals whose IN and OUT means agree for every record.
+        ``(K, n_records)`` float64 signals whose IN and OUT means agree for every record (or
+        differ by chance alone).
 
     Example:
         >>> signals = np.array([[5.0], [1.0], [7.0], [3.0]])
@@ -172,4 +187,10 @@ def remove_membership_effect(signals: np.ndarray, record_membership: np.ndarray)
         mean_out = np.where(~mask, values, 0.0).sum(axis=0) / (~mask).sum(axis=0)
     mean_in, mean_out = np.nan_to_num(mean_in), np.nan_to_num(mean_out)
     midpoint = (mean_in + mean_out) / 2
+    if rng is not None and len(values) >= 4:  # a spread needs two pairs
+        differences = pair_differences(values, mask)
+        spread = differences.std(axis=0, ddof=1) / np.sqrt(len(differences))
+        midpoint = midpoint + np.where(mask, 0.5, -0.5) * (
+            spread * rng.standard_normal(spread.size)
+        )
     return values - np.where(mask, mean_in, mean_out) + midpoint
