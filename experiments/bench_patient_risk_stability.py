@@ -21,9 +21,25 @@ the share of its patients that show the effect in the independent audit at a nom
 (one-sided per-patient p < 0.05 there, no multiplicity correction, since the question is whether
 already-selected patients are confirmed, not which patients to select).
 
-Fake masks: the real signals of a sub-audit's models analysed under random complementary masks
-drawn independently of training (`--fake-seeds` draws per K), so there is no membership effect;
-the FDR list should be empty in at least 1 − FDR of them.
+A third check of the same list needs no assumption about the reference audit's power: a listed
+patient who does not leak has a uniform p-value in the independent audit, so twice the share of
+the list with p > ½ there bounds the share of such patients from above (Storey's π₀ at λ = ½);
+printed as the precision it implies and its one-sided 95 % lower bound.
+
+Below that, the empirical-Bayes share of every disjoint block of each K among the largest K's
+models (16 blocks of K = 16 in 256 models), against the estimate from all of them: how far one
+audit of that size strays, and how often it is within ±1 point. Twice: with each record's own
+variance (the audit's t statistics) and with Smyth's moderated t (`moderated_t`, variances pooled
+across records), which the audit tried and does not use.
+
+Fake masks (`--fake-seeds` draws per K), two nulls: "null empty" analyses the sub-audit's signals
+made membership-free as the audit's null floor makes them (each record's IN and OUT sides moved
+to its midpoint, up to a chance difference) under random complementary masks drawn independently
+of training; the FDR list should be empty in at least 1 − FDR of them. "raw" re-labels the raw
+signals instead: a strongly leaky record's differences then become bimodal (± its effect, symmetric
+but far from Gaussian), where the t-test's tail is not exact at K/2 = 8 pairs (all 8 signs agree
+with probability 1/256), so on strongly leaky models (BreastMNIST non-private) this column falls
+below 95 % without any patient being falsely listed in a real audit.
 
 Other experiments (`--experiment NAME`, a `conf/experiment` name): the run config is composed as
 `dptrain experiment=NAME` plus the privacy setting would compose it, and the audit models are
@@ -42,16 +58,17 @@ signals, which they do not change); the attacks are loss, online LiRA (both vari
 without offline LiRA, so the null floor is that of the best of these; `--workers` local processes
 stand in for `audit.executor` (the signals are the same on every executor).
 
-Full size (issue 7's table; hours on 2 cores, minutes on 16):
+Issue 7's table (about 5 minutes on 2 cores):
 
     python experiments/bench_patient_risk_stability.py --sizes 16 32 64 128 256
 
-The image and ECG tables (about 1 and 3 minutes on 2 cores; experiments/README.md):
+The image and ECG tables at the same sizes (about 8 and 25 minutes on 2 cores;
+experiments/README.md):
 
     python experiments/bench_patient_risk_stability.py --experiment breastmnist \\
-        --sizes 8 16 32 64 --privacy none 8
+        --sizes 16 32 64 128 256
     python experiments/bench_patient_risk_stability.py --experiment ptbxl \\
-        --sizes 8 16 32 --privacy none 8
+        --sizes 16 32 64 128 256
 
 A smoke run in about a minute:
 
@@ -68,10 +85,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import digamma, polygamma
+from scipy.stats import beta
 
 from dptrain.audit.fdr import patient_exposure
+from dptrain.audit.paired import pair_differences, paired_t, remove_membership_effect
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
+from dptrain.audit.shrinkage import deconvolve_patient_auc
 from dptrain.cli.config import CONFIG_DIR, compose_run_config
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.training.frontend import apply_frontend
@@ -79,6 +101,10 @@ from dptrain.training.frontend import apply_frontend
 THRESHOLD = 0.8
 # Nominal level at which the independent audit confirms an already-listed patient.
 CONFIRM_LEVEL = 0.05
+# Storey's λ: p-values above it in the independent audit count toward the list's true nulls.
+STOREY_LAMBDA = 0.5
+# d₀ at which the moderated t treats all records' variances as one.
+MAX_PRIOR_DOF = 1000.0
 
 
 def sub_audit_pairs(sizes: list[int]) -> dict[int, tuple[np.ndarray, bool]]:
@@ -98,15 +124,30 @@ def models_of(pairs: np.ndarray) -> np.ndarray:
     return np.sort(np.concatenate((2 * pairs, 2 * pairs + 1)))
 
 
-def fake_mask_empty_share(signals, cohort, *, rate: float, seeds: range) -> float:
-    """Share of independent random complementary masks under which the FDR list is empty."""
+def fake_mask_empty_share(
+    signals, membership, cohort, *, rate: float, seeds: range, remove_effect: bool
+) -> float:
+    """Share of independent random complementary masks under which the FDR list is empty.
+
+    With ``remove_effect`` the signals are first made membership-free as the audit's null floor
+    makes them (each record's IN and OUT sides moved to its midpoint, up to a chance difference);
+    without it the raw signals are re-labelled, which leaves a strongly leaky record's differences
+    bimodal (±its effect).
+    """
     empty = 0
     for fake_seed in seeds:
+        null = (
+            remove_membership_effect(
+                signals, cohort.record_mask(membership), rng=np.random.default_rng(fake_seed)
+            )
+            if remove_effect
+            else signals
+        )
         fake = balanced_membership_masks(
             patient_labels=cohort.patient_labels, num_models=len(signals), seed=fake_seed
         )
         exposure = patient_exposure(
-            signals,
+            null,
             cohort.record_mask(fake),
             cohort.record_patient,
             n_patients=cohort.n_patients,
@@ -116,11 +157,75 @@ def fake_mask_empty_share(signals, cohort, *, rate: float, seeds: range) -> floa
     return empty / len(seeds)
 
 
+def moderated_t(differences: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Smyth (2004)'s moderated paired t: (t̃, its degrees of freedom d + d₀, d₀), for comparison.
+
+    Each record's variance s² (d = K/2 − 1 degrees of freedom) is shrunk toward a scaled
+    inverse-χ² prior (d₀, s₀²) fitted by moments of log s²: s̃² = (d₀ s₀² + d s²) / (d₀ + d).
+    Under that prior, Gaussian differences and z = μ/σ independent of σ, t̃ = d̄ / (s̃ / √n) is
+    noncentral t with d + d₀ degrees of freedom and noncentrality √n · z, so the audit's
+    deconvolution can read it with ``n_pairs`` = K/2. The audit does not use it (see the module
+    docstring of `dptrain.audit.shrinkage`).
+    """
+    n_pairs = differences.shape[0]
+    dof = n_pairs - 1
+    variance = differences.var(axis=0, ddof=1) + 1e-12
+    centred = np.log(variance) - digamma(dof / 2) + np.log(dof / 2)
+    excess = centred.var(ddof=1) - polygamma(1, dof / 2)
+    if excess <= polygamma(1, MAX_PRIOR_DOF / 2):
+        prior_dof = MAX_PRIOR_DOF
+    else:  # trigamma(d₀ / 2) = excess
+        prior_dof = 2 * brentq(lambda half: polygamma(1, half) - excess, 1e-8, MAX_PRIOR_DOF / 2)
+    prior_variance = np.exp(centred.mean() + digamma(prior_dof / 2) - np.log(prior_dof / 2))
+    pooled = (prior_dof * prior_variance + dof * variance) / (prior_dof + dof)
+    return differences.mean(axis=0) / np.sqrt(pooled / n_pairs), dof + prior_dof, prior_dof
+
+
+def share_at_risk(signals, membership, cohort, seed: int, *, moderated: bool = False) -> float:
+    """The empirical-Bayes share with true AUC > 0.8 (no bootstrap), as the audit fits it.
+
+    ``moderated=True`` fits it to moderated t statistics instead (`moderated_t`), for comparison.
+    """
+    differences = pair_differences(signals, cohort.record_mask(membership))
+    n_pairs = len(differences)
+    if moderated:
+        t, dof, _ = moderated_t(differences)
+    else:
+        t, dof = paired_t(differences)
+    return deconvolve_patient_auc(
+        t_statistics=t,
+        dof=dof,
+        n_pairs=n_pairs,
+        record_patient=cohort.record_patient,
+        n_patients=cohort.n_patients,
+        thresholds=(THRESHOLD,),
+        num_bootstrap=0,
+        rng=np.random.default_rng(seed),
+    ).share_above[0]
+
+
+def storey_precision(p_values: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
+    """Precision of a list from independent p-values of its members: estimate and lower bound.
+
+    A listed patient who does not leak has a uniform p-value in an independent audit, so at most
+    2 × (share of the list with p > ½) of the list are such patients (Storey 2002's π₀ at
+    λ = ½; patients who leak add to that share, so it overstates π₀). The lower bound uses the
+    one-sided Clopper–Pearson upper limit of that share at ``level``.
+    """
+    above = int(np.sum(np.nan_to_num(p_values, nan=1.0) > STOREY_LAMBDA))
+    n = p_values.size
+    null_share = min(1.0, above / n / (1 - STOREY_LAMBDA))
+    upper = beta.ppf(level, above + 1, n - above) if above < n else 1.0
+    return 1 - null_share, 1 - min(1.0, upper / (1 - STOREY_LAMBDA))
+
+
 def percent(share: float) -> str:
     return "—" if np.isnan(share) else f"{share:.1%}"
 
 
-def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str, fake_empty: float) -> str:
+def row(
+    size: int, audit: AuditResult, disjoint: bool, confirmed: str, fake_empty: tuple[float, float]
+) -> str:
     patients, shares = audit.patients, audit.deconvolution
     index = int(np.flatnonzero(np.isclose(patients.thresholds, THRESHOLD))[0])
     n = patients.n_patients
@@ -136,8 +241,50 @@ def row(size: int, audit: AuditResult, disjoint: bool, confirmed: str, fake_empt
         f"{floor.band(floor.max_auc)[0]:>9.3f}"
         f"{lira.get('fixed variance', float('nan')):>9.3f}"
         f"{lira.get('per-record variance', float('nan')):>9.3f}"
-        f"{fake_empty:>11.0%}"
+        f"{fake_empty[0]:>11.1%}{fake_empty[1]:>7.1%}"
     )
+
+
+def print_block_scatter(signals, membership, cohort, sizes: list[int], seed: int) -> None:
+    """The share at risk of every disjoint block of K models, against all the models' estimate.
+
+    One sub-audit per K (the table above) is one draw; every disjoint block of the largest K's
+    pairs shows how far a single audit of that size strays, and how often it lands within
+    ±1 point of the estimate from all models.
+    """
+    largest = max(sizes)
+    for moderated in (False, True):
+        reference = share_at_risk(signals, membership, cohort, seed, moderated=moderated)
+        print(
+            f"\nEB share > {THRESHOLD} of every disjoint block of the {largest} models, vs "
+            f"{reference:.2%} from all of them; t statistics with "
+            + ("moderated variances (Smyth 2004)" if moderated else "own variances (the audit's)")
+        )
+        print(
+            f"{'K':>6}{'blocks':>8}{'mean':>8}{'sd':>8}{'min':>8}{'max':>8}{'RMS gap':>9}"
+            f"{'within ±1 pt':>14}"
+        )
+        for size in sorted(size for size in sizes if size < largest):
+            n_blocks = largest // size
+            shares = np.array(
+                [
+                    share_at_risk(
+                        signals[models_of(pairs)],
+                        membership[models_of(pairs)],
+                        cohort,
+                        seed,
+                        moderated=moderated,
+                    )
+                    for pairs in np.split(np.arange(largest // 2), n_blocks)
+                ]
+            )
+            gaps = shares - reference
+            print(
+                f"{size:>6}{n_blocks:>8}{shares.mean():>8.2%}"
+                f"{shares.std(ddof=1) if n_blocks > 1 else float('nan'):>8.2%}"
+                f"{shares.min():>8.2%}{shares.max():>8.2%}{np.sqrt(np.mean(gaps**2)):>9.2%}"
+                f"{int(np.sum(np.abs(gaps) <= 0.01)):>9} of {n_blocks}"
+            )
 
 
 def main() -> None:
@@ -157,7 +304,7 @@ def main() -> None:
     parser.add_argument("--null-repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--fake-seeds", type=int, default=100, help="fake-mask draws per K (0 skips them)"
+        "--fake-seeds", type=int, default=1000, help="fake-mask draws per K (0 skips them)"
     )
     args = parser.parse_args()
     if any(size < 4 or size % 2 for size in args.sizes):
@@ -219,12 +366,18 @@ def main() -> None:
                         audits[size], attacks=(*audits[size].attacks, per_record)
                     )
             fake_seeds = range(args.seed + 10_000, args.seed + 10_000 + args.fake_seeds)
-            fake_empty[size] = (
+            fake_empty[size] = tuple(
                 fake_mask_empty_share(
-                    signals[models], cohort, rate=config.audit.fdr, seeds=fake_seeds
+                    signals[models],
+                    membership[models],
+                    cohort,
+                    rate=config.audit.fdr,
+                    seeds=fake_seeds,
+                    remove_effect=remove_effect,
                 )
                 if args.fake_seeds
                 else float("nan")
+                for remove_effect in (True, False)
             )
         disjoint_sizes = [size for size in args.sizes if plans[size][1]]
         reference = max(disjoint_sizes) if disjoint_sizes else None
@@ -245,7 +398,7 @@ def main() -> None:
         print(
             f"{'K':>6}{'raw>0.8':>9}{'LB>0.8':>9}{'EB>0.8 [interval]':>24}{'FDR':>7}"
             f"{'confirmed':>11}{'ρ half':>8}{'ρ full':>8}{'null max':>9}{'LiRA fix':>9}"
-            f"{'LiRA rec':>9}{'fake empty':>11}"
+            f"{'LiRA rec':>9}{'null empty':>11}{'raw':>7}"
         )
         for size in sorted(args.sizes):
             audit, disjoint = audits[size], plans[size][1]
@@ -264,8 +417,12 @@ def main() -> None:
                 f"{CONFIRM_LEVEL} in the K = {reference} audit (no multiplicity correction)"
             )
             print(
+                f"precision (Storey) = 1 − 2 × share of the list with p > {STOREY_LAMBDA} in the "
+                f"K = {reference} audit, and its one-sided 95 % lower bound (Clopper–Pearson)"
+            )
+            print(
                 f"{'K':>6}{'listed':>8}{'on both':>9}{'precision':>11}{'recall':>9}"
-                f"{f'p < {CONFIRM_LEVEL} there':>18}"
+                f"{f'p < {CONFIRM_LEVEL} there':>18}{'precision (Storey)':>22}"
             )
             truth = audits[reference].exposure.exposed
             nominal = np.nan_to_num(audits[reference].exposure.p_value, nan=1.0) < CONFIRM_LEVEL
@@ -277,11 +434,18 @@ def main() -> None:
                 precision = both / listed.sum() if listed.any() else float("nan")
                 recall = both / truth.sum() if truth.any() else float("nan")
                 confirmed_nominal = np.mean(nominal[listed]) if listed.any() else float("nan")
+                storey, storey_lower = (
+                    storey_precision(audits[reference].exposure.p_value[listed])
+                    if listed.any()
+                    else (float("nan"), float("nan"))
+                )
                 print(
                     f"{size:>6}{int(listed.sum()):>8}{both:>9}{percent(precision):>11}"
                     f"{percent(recall):>9}{percent(confirmed_nominal):>18}"
+                    f"{percent(storey):>11} (≥ {percent(storey_lower)})"
                     f"   (K = {reference} list: {int(truth.sum())})"
                 )
+        print_block_scatter(signals, membership, cohort, args.sizes, args.seed)
 
 
 if __name__ == "__main__":
