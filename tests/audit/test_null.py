@@ -105,3 +105,22 @@ def test_the_fdr_list_floor_holds_its_rate_at_small_k(num_models):
         floor = floor_of(signals, membership, repeats=100, seed=1)
         empty.append(floor.fdr_list_empty_share)
     assert np.mean(empty) >= 0.95 - 2.5 * np.sqrt(0.05 * 0.95 / 400)
+
+
+def test_the_false_alarm_warning_needs_more_than_chance():
+    """Binomial(20, 5 %): 4 non-empty lists happen by chance (p = 0.016), 5 hardly (p = 0.003)."""
+    from dataclasses import replace
+
+    from dptrain.audit.run import null_false_alarm_warning
+
+    signals, membership, _ = simulate_audit(num_models=16, true_z=np.zeros(200), seed=9)
+    floor = floor_of(signals, membership, repeats=20)
+    for alarms, warns in ((0, False), (4, False), (5, True), (20, True)):
+        lists = np.r_[np.ones(alarms, dtype=np.int64), np.zeros(20 - alarms, dtype=np.int64)]
+        message = null_false_alarm_warning(replace(floor, exposed_fdr=lists), 0.05)
+        assert (message is not None) == warns, alarms
+    assert "5 of 20" in null_false_alarm_warning(
+        replace(floor, exposed_fdr=np.r_[[1] * 5, [0] * 15]), 0.05
+    )
+    few = replace(floor, repeats=5, exposed_fdr=np.ones(5, dtype=np.int64))
+    assert null_false_alarm_warning(few, 0.05) is None
