@@ -28,9 +28,12 @@ printed as the precision it implies and its one-sided 95 % lower bound.
 
 Below that, the empirical-Bayes share of every disjoint block of each K among the largest K's
 models (16 blocks of K = 16 in 256 models), against the estimate from all of them: how far one
-audit of that size strays, and how often it is within ±1 point. Twice: with each record's own
-variance (the audit's t statistics) and with Smyth's moderated t (`moderated_t`, variances pooled
-across records), which the audit tried and does not use.
+audit of that size strays, and how often it is within ±1 point; and how often each block's 95 %
+interval covers the estimate from all models: the percentile bootstrap over patients alone (which
+misses the models' shared variation) and the audit's interval (that bootstrap with the jackknife
+over model pairs added, `dptrain.audit.shrinkage`), with the mean jackknife standard error. Twice:
+with each record's own variance (the audit's t statistics) and with Smyth's moderated t
+(`moderated_t`, variances pooled across records), which the audit tried and does not use.
 
 Fake masks (`--fake-seeds` draws per K), two nulls: "null empty" analyses the sub-audit's signals
 made membership-free as the audit's null floor makes them (each record's IN and OUT sides moved
@@ -90,10 +93,15 @@ from scipy.special import digamma, polygamma
 from scipy.stats import beta
 
 from dptrain.audit.fdr import patient_exposure
-from dptrain.audit.paired import pair_differences, paired_t, remove_membership_effect
+from dptrain.audit.paired import pair_sides, paired_t, remove_membership_effect
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
-from dptrain.audit.shrinkage import deconvolve_patient_auc
+from dptrain.audit.shrinkage import (
+    RiskDeconvolution,
+    deconvolve_patient_auc,
+    deconvolve_t_statistics,
+    unpaired_scale,
+)
 from dptrain.cli.config import CONFIG_DIR, compose_run_config
 from dptrain.data.splits import balanced_membership_masks
 from dptrain.training.frontend import apply_frontend
@@ -103,6 +111,8 @@ THRESHOLD = 0.8
 CONFIRM_LEVEL = 0.05
 # Storey's λ: p-values above it in the independent audit count toward the list's true nulls.
 STOREY_LAMBDA = 0.5
+# Bootstrap resamples of patients behind each block's interval (the audit's default).
+BLOCK_BOOTSTRAP = 100
 # d₀ at which the moderated t treats all records' variances as one.
 MAX_PRIOR_DOF = 1000.0
 
@@ -181,27 +191,37 @@ def moderated_t(differences: np.ndarray) -> tuple[np.ndarray, float, float]:
     return differences.mean(axis=0) / np.sqrt(pooled / n_pairs), dof + prior_dof, prior_dof
 
 
-def share_at_risk(signals, membership, cohort, seed: int, *, moderated: bool = False) -> float:
-    """The empirical-Bayes share with true AUC > 0.8 (no bootstrap), as the audit fits it.
+def share_at_risk(
+    signals, membership, cohort, seed: int, *, moderated: bool = False, interval: str = "none"
+) -> RiskDeconvolution:
+    """The empirical-Bayes share with true AUC > 0.8, as the audit fits it.
 
-    ``moderated=True`` fits it to moderated t statistics instead (`moderated_t`), for comparison.
+    ``interval``: ``none`` (no bootstrap), ``patients`` (the percentile bootstrap over patients
+    alone) or ``audit`` (the audit's: patients and the jackknife over model pairs).
+    ``moderated=True`` fits it to moderated t statistics instead (`moderated_t`; no interval).
     """
-    differences = pair_differences(signals, cohort.record_mask(membership))
-    n_pairs = len(differences)
-    if moderated:
-        t, dof, _ = moderated_t(differences)
-    else:
-        t, dof = paired_t(differences)
-    return deconvolve_patient_auc(
+    record_membership = cohort.record_mask(membership)
+    common = {
+        "record_patient": cohort.record_patient,
+        "n_patients": cohort.n_patients,
+        "thresholds": (THRESHOLD,),
+        "num_bootstrap": 0 if interval == "none" else BLOCK_BOOTSTRAP,
+        "rng": np.random.default_rng(seed),
+    }
+    if interval == "audit":
+        return deconvolve_patient_auc(
+            signals=signals, record_membership=record_membership, **common
+        )
+    inside, outside = pair_sides(signals, record_membership)
+    differences = inside - outside
+    t, dof = moderated_t(differences)[:2] if moderated else paired_t(differences)
+    return deconvolve_t_statistics(
         t_statistics=t,
         dof=dof,
-        n_pairs=n_pairs,
-        record_patient=cohort.record_patient,
-        n_patients=cohort.n_patients,
-        thresholds=(THRESHOLD,),
-        num_bootstrap=0,
-        rng=np.random.default_rng(seed),
-    ).share_above[0]
+        n_pairs=len(differences),
+        scale=unpaired_scale(inside, outside),
+        **common,
+    )
 
 
 def storey_precision(p_values: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
@@ -249,12 +269,14 @@ def print_block_scatter(signals, membership, cohort, sizes: list[int], seed: int
     """The share at risk of every disjoint block of K models, against all the models' estimate.
 
     One sub-audit per K (the table above) is one draw; every disjoint block of the largest K's
-    pairs shows how far a single audit of that size strays, and how often it lands within
-    ±1 point of the estimate from all models.
+    pairs shows how far a single audit of that size strays, how often it lands within ±1 point
+    of the estimate from all models, and (own variances) how often its 95 % interval covers that
+    estimate: the patient bootstrap alone, and the audit's interval (patients and model pairs).
     """
     largest = max(sizes)
     for moderated in (False, True):
         reference = share_at_risk(signals, membership, cohort, seed, moderated=moderated)
+        reference = reference.share_above[0]
         print(
             f"\nEB share > {THRESHOLD} of every disjoint block of the {largest} models, vs "
             f"{reference:.2%} from all of them; t statistics with "
@@ -263,28 +285,47 @@ def print_block_scatter(signals, membership, cohort, sizes: list[int], seed: int
         print(
             f"{'K':>6}{'blocks':>8}{'mean':>8}{'sd':>8}{'min':>8}{'max':>8}{'RMS gap':>9}"
             f"{'within ±1 pt':>14}"
+            + ("" if moderated else f"{'covers: patients':>18}{'audit':>8}{'model sd':>10}")
         )
         for size in sorted(size for size in sizes if size < largest):
             n_blocks = largest // size
-            shares = np.array(
-                [
+            blocks = [models_of(pairs) for pairs in np.split(np.arange(largest // 2), n_blocks)]
+            fits = {
+                interval: [
                     share_at_risk(
-                        signals[models_of(pairs)],
-                        membership[models_of(pairs)],
+                        signals[models],
+                        membership[models],
                         cohort,
                         seed,
                         moderated=moderated,
+                        interval=interval,
                     )
-                    for pairs in np.split(np.arange(largest // 2), n_blocks)
+                    for models in blocks
                 ]
-            )
+                for interval in (("none",) if moderated else ("patients", "audit"))
+            }
+            first = next(iter(fits.values()))
+            shares = np.array([fit.share_above[0] for fit in first])
             gaps = shares - reference
-            print(
+            line = (
                 f"{size:>6}{n_blocks:>8}{shares.mean():>8.2%}"
                 f"{shares.std(ddof=1) if n_blocks > 1 else float('nan'):>8.2%}"
                 f"{shares.min():>8.2%}{shares.max():>8.2%}{np.sqrt(np.mean(gaps**2)):>9.2%}"
                 f"{int(np.sum(np.abs(gaps) <= 0.01)):>9} of {n_blocks}"
             )
+            if not moderated:
+                covers = {
+                    interval: sum(
+                        fit.share_lower[0] <= reference <= fit.share_upper[0] for fit in results
+                    )
+                    for interval, results in fits.items()
+                }
+                model_sd = np.mean([fit.model_sd[0] for fit in fits["audit"]])
+                line += (
+                    f"{covers['patients']:>11} of {n_blocks}{covers['audit']:>4} of {n_blocks}"
+                    f"{model_sd:>10.2%}"
+                )
+            print(line)
 
 
 def main() -> None:

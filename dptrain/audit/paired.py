@@ -44,6 +44,29 @@ def check_complementary_pairs(membership: np.ndarray) -> None:
         )
 
 
+def pair_sides(signals: np.ndarray, record_membership: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """φ under each pair's IN model and under its OUT model, per record.
+
+    Args:
+        signals: ``(K, n_records)`` float signals, models in complementary pairs.
+        record_membership: ``(K, n_records)`` bool membership of every record.
+
+    Returns:
+        Two ``(K/2, n_records)`` float64 arrays: the IN sides and the OUT sides.
+
+    Example:
+        >>> signals = np.array([[3.0, 1.0], [1.0, 2.0]])
+        >>> inside, outside = pair_sides(signals, np.array([[1, 0], [0, 1]], dtype=bool))
+        >>> inside.tolist(), outside.tolist()
+        ([[3.0, 2.0]], [[1.0, 1.0]])
+    """
+    check_complementary_pairs(record_membership)
+    values = np.asarray(signals, dtype=np.float64)
+    first, second = values[0::2], values[1::2]
+    inside = record_membership[0::2]
+    return np.where(inside, first, second), np.where(inside, second, first)
+
+
 def pair_differences(signals: np.ndarray, record_membership: np.ndarray) -> np.ndarray:
     """φ under each pair's IN model minus φ under its OUT model, per record.
 
@@ -59,10 +82,8 @@ def pair_differences(signals: np.ndarray, record_membership: np.ndarray) -> np.n
         >>> pair_differences(signals, np.array([[1, 0], [0, 1]], dtype=bool)).tolist()
         [[2.0, 1.0]]
     """
-    check_complementary_pairs(record_membership)
-    values = np.asarray(signals, dtype=np.float64)
-    first, second = values[0::2], values[1::2]
-    return np.where(record_membership[0::2], first - second, second - first)
+    inside, outside = pair_sides(signals, record_membership)
+    return inside - outside
 
 
 def paired_t(differences: np.ndarray) -> tuple[np.ndarray, int]:

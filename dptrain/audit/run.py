@@ -289,9 +289,8 @@ def analyse_signals(
     timings["null_floor_seconds"] = time.perf_counter() - stage
     stage = time.perf_counter()
     deconvolution = deconvolve_patient_auc(
-        t_statistics=exposure.record_t,
-        dof=exposure.dof,
-        n_pairs=exposure.dof + 1,
+        signals=signals,
+        record_membership=record_membership,
         record_patient=record_patient,
         n_patients=n_patients,
         thresholds=thresholds,

@@ -9,13 +9,17 @@ blurred by each estimate's known noise, best explains the estimates, then read s
 shrink each patient's estimate toward it (posterior mean).
 
 Model, per record: the paired t statistic t of its K/2 pair differences (`dptrain.audit.paired`)
-is noncentral t with K/2 − 1 degrees of freedom and noncentrality √(K/2) · z, where
-z = μ_d/σ_d = Φ⁻¹(true AUC) (exact for Gaussian differences; the AUC is the binormal one when a
-pair's two signals are independent). Each record's own variance is used: pooling variances across
-records (Smyth 2004's moderated t) sharpened K = 16 on ACTG 175 (13 of 16 disjoint K = 16 audits
-within 1 point of K = 256, against 8) but biased it upward where a record's spread grows with its
-leakage (BreastMNIST ε = 8: 4 of 16, against 13), so it is not used
-(experiments/bench_patient_risk_stability.py prints both).
+is noncentral t with K/2 − 1 degrees of freedom and noncentrality √(K/2) · z_d, where
+z_d = μ_d/σ_d (exact for Gaussian differences). The audit's per-record AUC, the attacker's, is
+Φ(μ_d / √(σ_IN² + σ_OUT²)): a pair's two models are trained on complementary halves, so their
+signals on a record are negatively correlated and σ_d is larger than √(σ_IN² + σ_OUT²); each
+record's true AUC is therefore Φ(ρ_r · z_d), with ρ_r = σ_d/√(σ_IN² + σ_OUT²) estimated from its
+own pairs (`unpaired_scale`). An earlier version read Φ(z_d) as the true AUC and understated the
+share above 0.8 (3.8 % for 5.0 % on ACTG 175 at K = 256). Each record's own variance is used:
+pooling variances across records (Smyth 2004's moderated t) sharpened K = 16 on ACTG 175 (13 of
+16 disjoint K = 16 audits within 1 point of K = 256, against 8) but biased it upward where a
+record's spread grows with its leakage (BreastMNIST ε = 8: 4 of 16, against 13), so it is not
+used (experiments/bench_patient_risk_stability.py prints both).
 
 g is a prior on a grid of z whose log-density is a cubic B-spline in AUC, fitted by penalised
 maximum likelihood (Efron's g-modelling with a P-spline penalty on second differences of the
@@ -30,7 +34,7 @@ a percentile bootstrap over patients (g refitted on each resample).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.interpolate import BSpline
@@ -40,6 +44,7 @@ from scipy.stats import nct, norm
 from threadpoolctl import threadpool_limits
 
 from dptrain.audit.metrics import check_confidence
+from dptrain.audit.paired import pair_sides, paired_t
 
 NOT_IN_JSON = {"json": False}
 
@@ -61,6 +66,12 @@ _EXACT_DOF_BELOW = 200
 # K = 128 reads 3.5 % on the same signals (see tests/audit/test_shrinkage.py).
 _KNOT_STEP_AUC = 0.05
 _PENALTY = 1.0
+# Added to both variances of `unpaired_scale`, as `paired_t` adds it to its variance: constant
+# differences would otherwise give a factor of 0.
+_VARIANCE_FLOOR = 1e-12
+# At most this many jackknife groups of model pairs (each left out in turn): one pair per group up
+# to K = 32, then groups of K/32 pairs, so the model component costs at most 16 refits.
+_JACKKNIFE_GROUPS = 16
 
 
 @dataclass(frozen=True)
@@ -70,12 +81,16 @@ class RiskDeconvolution:
     Attributes:
         thresholds: ``(n_thresholds,)`` AUC thresholds.
         share_above: ``(n_thresholds,)`` estimated share of patients whose true AUC exceeds each.
-        share_lower: ``(n_thresholds,)`` lower end of its bootstrap interval.
+        share_lower: ``(n_thresholds,)`` lower end of its interval (patients and model pairs).
         share_upper: ``(n_thresholds,)`` upper end.
         confidence: Two-sided confidence of the interval.
         num_bootstrap: Bootstrap resamples of patients.
+        model_sd: ``(n_thresholds,)`` jackknife standard error of ``share_above`` over model
+            pairs (NaN when not measured: fewer than 3 pairs, or no interval asked for).
+        jackknife_groups: Groups of model pairs left out in turn (0: not measured).
         grid_auc: ``(n_grid,)`` support of the fitted prior, as AUC.
-        prior: ``(n_grid,)`` fitted prior mass of a record's true AUC on ``grid_auc``.
+        prior: ``(n_grid,)`` fitted prior mass of a record's true AUC on ``grid_auc`` (the
+            prior of z_d carried to the AUC scale by every record's factor, and averaged).
         shrunken_auc: ``(n_patients,)`` posterior mean of each patient's true AUC.
         tail_probability: ``(n_patients, n_thresholds)`` posterior probability that the
             patient's true AUC exceeds each threshold.
@@ -87,6 +102,8 @@ class RiskDeconvolution:
     share_upper: np.ndarray
     confidence: float
     num_bootstrap: int
+    model_sd: np.ndarray
+    jackknife_groups: int
     grid_auc: np.ndarray
     prior: np.ndarray
     shrunken_auc: np.ndarray = field(metadata=NOT_IN_JSON)
@@ -95,9 +112,8 @@ class RiskDeconvolution:
 
 def deconvolve_patient_auc(
     *,
-    t_statistics: np.ndarray,
-    dof: float,
-    n_pairs: int,
+    signals: np.ndarray,
+    record_membership: np.ndarray,
     record_patient: np.ndarray,
     n_patients: int,
     thresholds: tuple[float, ...],
@@ -105,7 +121,127 @@ def deconvolve_patient_auc(
     num_bootstrap: int = 100,
     rng: np.random.Generator,
 ) -> RiskDeconvolution:
+    """The audit's estimate from its signals, with an interval over patients and model pairs.
+
+    Fitted to the records' paired t statistics and read on the audit's AUC scale
+    (`deconvolve_t_statistics` with `unpaired_scale`).
+
+    Args:
+        signals: ``(K, n_records)`` signals, models in complementary pairs.
+        record_membership: ``(K, n_records)`` bool membership of every record.
+        record_patient: ``(n_records,)`` patient index of every record.
+        n_patients: Number of patients.
+        thresholds: AUC thresholds in (0.5, 1).
+        confidence: Two-sided confidence of the interval.
+        num_bootstrap: Bootstrap resamples of patients (0: no interval, and no jackknife).
+        rng: Source of the bootstrap's randomness.
+
+    Returns:
+        The deconvolution; with fewer than 3 pairs the model component cannot be measured and
+        the interval is NaN.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> true_z = np.where(np.arange(1000) < 200, 1.5, 0.0)  # 20 % at AUC 0.93
+        >>> inside = np.tile([True, False], (1000, 8)).T  # 8 pairs
+        >>> signals = rng.normal(size=(16, 1000)) + np.sqrt(2) * true_z * inside
+        >>> fit = deconvolve_patient_auc(signals=signals, record_membership=inside,
+        ...     record_patient=np.arange(1000), n_patients=1000, thresholds=(0.8,),
+        ...     num_bootstrap=20, rng=rng)
+        >>> bool(fit.share_lower[0] < 0.2 < fit.share_upper[0]), fit.jackknife_groups
+        (True, 8)
+    """
+    inside, outside = pair_sides(signals, record_membership)
+    common = {
+        "record_patient": record_patient,
+        "n_patients": n_patients,
+        "thresholds": thresholds,
+        "confidence": confidence,
+    }
+
+    def fit(pairs: np.ndarray, bootstrap: int) -> RiskDeconvolution:
+        t, dof = paired_t(inside[pairs] - outside[pairs])
+        return deconvolve_t_statistics(
+            t_statistics=t,
+            dof=dof,
+            n_pairs=dof + 1,
+            scale=unpaired_scale(inside[pairs], outside[pairs]),
+            num_bootstrap=bootstrap,
+            rng=rng,
+            **common,
+        )
+
+    n_pairs = inside.shape[0]
+    estimate = fit(np.arange(n_pairs), num_bootstrap)
+    if not num_bootstrap or np.isnan(estimate.share_above).all():
+        return estimate
+    groups = np.array_split(np.arange(n_pairs), min(n_pairs, _JACKKNIFE_GROUPS))
+    if n_pairs - max(len(group) for group in groups) < 2:
+        missing = np.full(estimate.thresholds.size, np.nan)
+        return replace(estimate, share_lower=missing, share_upper=missing)
+    # Delete-a-group jackknife: v = (G − 1)/G · Σ_g (θ₍g₎ − θ̄)².
+    left_out = np.stack(
+        [fit(np.setdiff1d(np.arange(n_pairs), group), 0).share_above for group in groups]
+    )
+    model_sd = np.sqrt((len(groups) - 1) * np.var(left_out, axis=0))
+    spread = norm.ppf(0.5 + confidence / 2) * model_sd
+    share = estimate.share_above
+    return replace(
+        estimate,
+        share_lower=np.maximum(0.0, share - np.hypot(share - estimate.share_lower, spread)),
+        share_upper=np.minimum(1.0, share + np.hypot(estimate.share_upper - share, spread)),
+        model_sd=model_sd,
+        jackknife_groups=len(groups),
+    )
+
+
+def unpaired_scale(inside: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """Per record, σ_d / √(σ_IN² + σ_OUT²): the factor from the paired effect to the audit's AUC.
+
+    The paired t measures μ_d/σ_d; the audit's per-record AUC (`record_vulnerability`) is
+    Φ(μ_d / √(σ_IN² + σ_OUT²)), the attacker's: the target model and an OUT model are
+    independent. Within a pair they are not (complementary halves: ACTG 175's IN and OUT
+    signals correlate at −0.37 non-private and −0.61 at ε = 8), so σ_d is the larger and the
+    paired scale alone understated the share above 0.8 (3.8 % for 5.0 % on ACTG 175, 25.5 % for
+    28.2 % on BreastMNIST, at K = 256). Estimated per record: pooling it across records biases the
+    leaky ones, whose IN and OUT sides correlate less (BreastMNIST: Spearman 0.70 with the AUC).
+
+    Args:
+        inside: ``(K/2, n_records)`` IN sides of the pairs (`dptrain.audit.paired.pair_sides`).
+        outside: ``(K/2, n_records)`` OUT sides.
+
+    Returns:
+        ``(n_records,)`` factors (1 where the sides do not vary; NaN below 2 pairs).
+
+    Example:
+        >>> inside = np.array([[1.0], [2.0], [3.0]])
+        >>> round(float(unpaired_scale(inside, -inside)[0]), 4)  # anti-correlated: σ_d = 2σ
+        1.4142
+    """
+    if inside.shape[0] < 2:
+        return np.full(inside.shape[1], np.nan)
+    paired = np.var(inside - outside, axis=0, ddof=1) + _VARIANCE_FLOOR
+    unpaired = np.var(inside, axis=0, ddof=1) + np.var(outside, axis=0, ddof=1) + _VARIANCE_FLOOR
+    return np.sqrt(paired / unpaired)
+
+
+def deconvolve_t_statistics(
+    *,
+    t_statistics: np.ndarray,
+    dof: float,
+    n_pairs: int,
+    record_patient: np.ndarray,
+    n_patients: int,
+    thresholds: tuple[float, ...],
+    scale: np.ndarray | None = None,
+    confidence: float = 0.95,
+    num_bootstrap: int = 100,
+    rng: np.random.Generator,
+) -> RiskDeconvolution:
     """Fits the prior of true record AUC and returns shares above thresholds and shrunken AUCs.
+
+    The prior is fitted to the t statistics' effect sizes z_d = μ_d/σ_d; a record's true AUC is
+    Φ(scale · z_d). Its interval is over patients only (`deconvolve_patient_auc` adds the pairs).
 
     Args:
         t_statistics: ``(n_records,)`` paired t statistics (`dptrain.audit.paired.paired_t`).
@@ -114,6 +250,8 @@ def deconvolve_patient_auc(
         record_patient: ``(n_records,)`` patient index of every record.
         n_patients: Number of patients.
         thresholds: AUC thresholds in (0.5, 1).
+        scale: ``(n_records,)`` positive factors from z_d to the AUC's probit (`unpaired_scale`);
+            None: 1, the AUC of the paired differences.
         confidence: Two-sided confidence of the bootstrap interval.
         num_bootstrap: Bootstrap resamples of patients (0: no interval).
         rng: Source of the bootstrap's randomness.
@@ -126,7 +264,7 @@ def deconvolve_patient_auc(
         >>> true_z = np.where(np.arange(1000) < 200, 1.5, 0.0)  # 20 % at AUC 0.93
         >>> from scipy.stats import nct
         >>> t = nct.rvs(31, true_z * np.sqrt(32), random_state=rng)
-        >>> fit = deconvolve_patient_auc(t_statistics=t, dof=31, n_pairs=32,
+        >>> fit = deconvolve_t_statistics(t_statistics=t, dof=31, n_pairs=32,
         ...     record_patient=np.arange(1000), n_patients=1000, thresholds=(0.8,),
         ...     num_bootstrap=20, rng=rng)
         >>> bool(abs(fit.share_above[0] - 0.2) < 0.04)
@@ -141,16 +279,21 @@ def deconvolve_patient_auc(
     # Records that cannot be tested (none, with complementary pairs from K = 4) are left out.
     patient_of = np.asarray(record_patient)[testable]
     likelihood = _likelihood(t[testable], dof, n_pairs)
+    factor = np.ones(t.size) if scale is None else np.asarray(scale, dtype=np.float64)
+    factor = factor[testable]
+    if not np.all(np.isfinite(factor) & (factor > 0)):
+        raise ValueError("scale must be positive and finite for every record with a t statistic")
     with threadpool_limits(limits=1, user_api="blas"):
         # Thousands of small matrix-vector products: BLAS threads only contend (0.4 s a fit with
         # them on a busy 2-core machine, 5 ms without).
         return _deconvolve(
-            likelihood, patient_of, n_patients, limits, confidence, num_bootstrap, rng
+            likelihood, factor, patient_of, n_patients, limits, confidence, num_bootstrap, rng
         )
 
 
 def _deconvolve(
     likelihood: np.ndarray,
+    scale: np.ndarray,
     patient_of: np.ndarray,
     n_patients: int,
     limits: np.ndarray,
@@ -161,7 +304,7 @@ def _deconvolve(
     basis, penalty = _basis()
     coefficients = _fit_prior(likelihood, np.ones(len(patient_of)), basis, penalty, None)
     prior = _prior(basis, coefficients)
-    tails, shrunken = _patient_posteriors(likelihood, prior, patient_of, n_patients, limits)
+    tails, shrunken = _patient_posteriors(likelihood, prior, scale, patient_of, n_patients, limits)
     has_records = np.bincount(patient_of, minlength=n_patients) > 0
     share = tails[has_records].mean(axis=0)
 
@@ -173,7 +316,7 @@ def _deconvolve(
         )
         refitted = _fit_prior(likelihood, weights[patient_of], basis, penalty, coefficients)
         boot_tails, _ = _patient_posteriors(
-            likelihood, _prior(basis, refitted), patient_of, n_patients, limits
+            likelihood, _prior(basis, refitted), scale, patient_of, n_patients, limits
         )
         draws[b] = weights @ boot_tails / weights.sum()
     alpha = 1 - confidence
@@ -188,8 +331,10 @@ def _deconvolve(
         share_upper=upper,
         confidence=confidence,
         num_bootstrap=num_bootstrap,
+        model_sd=np.full(limits.size, np.nan),
+        jackknife_groups=0,
         grid_auc=norm.cdf(_GRID_Z),
-        prior=prior,
+        prior=_scaled_prior(prior, scale),
         shrunken_auc=np.where(has_records, shrunken, np.nan),
         tail_probability=np.where(has_records[:, None], tails, np.nan),
     )
@@ -266,9 +411,16 @@ def _fit_prior(
     return minimize(objective, initial, jac=True, method="L-BFGS-B").x
 
 
+def _cdf_at(cumulative: np.ndarray, scale: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """P(scale_r · z_d ≤ z) per record, from (n_records, n_grid) cumulative masses on the grid."""
+    below = np.searchsorted(_GRID_Z, z / scale[:, None], side="right") - 1
+    return np.where(below >= 0, np.take_along_axis(cumulative, np.maximum(below, 0), axis=1), 0.0)
+
+
 def _patient_posteriors(
     likelihood: np.ndarray,
     prior: np.ndarray,
+    scale: np.ndarray,
     patient_of: np.ndarray,
     n_patients: int,
     limits: np.ndarray,
@@ -276,16 +428,29 @@ def _patient_posteriors(
     """Per patient: P(true AUC > each limit) and the posterior mean of the true AUC (the max)."""
     posterior = likelihood * prior
     posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
-    # log P(z_r ≤ grid point) per record, summed over a patient's records: log CDF of the max.
-    log_cdf = np.log(np.clip(np.cumsum(posterior, axis=1), 1e-300, 1.0))
-    patient_log_cdf = np.zeros((n_patients, _GRID_Z.size))
-    np.add.at(patient_log_cdf, patient_of, log_cdf)
-    cdf = np.exp(patient_log_cdf)
+    cumulative = np.cumsum(posterior, axis=1)
+
+    def patient_cdf(z: np.ndarray) -> np.ndarray:
+        # log P(true z_r ≤ z) per record, summed over a patient's records: the max's log CDF.
+        log_cdf = np.log(np.clip(_cdf_at(cumulative, scale, z), 1e-300, 1.0))
+        total = np.zeros((n_patients, log_cdf.shape[1]))
+        np.add.at(total, patient_of, log_cdf)
+        return np.exp(total)
+
+    tails = 1.0 - patient_cdf(np.broadcast_to(norm.ppf(limits), (scale.size, limits.size)))
+    # The posterior mean of Φ(max), its mass placed at the grid point above (exact at scale 1).
+    cdf = patient_cdf(np.broadcast_to(_GRID_Z, (scale.size, _GRID_Z.size)))
     cdf[:, -1] = 1.0
-    below = np.searchsorted(_GRID_Z, norm.ppf(limits), side="right") - 1
-    tails = 1.0 - np.where(below >= 0, cdf[:, np.maximum(below, 0)], 0.0)
     mass = np.diff(cdf, axis=1, prepend=0.0)
     return tails, mass @ norm.cdf(_GRID_Z)
+
+
+def _scaled_prior(prior: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The fitted prior of z_d carried to the AUC scale: its mixture over the records' scales."""
+    cumulative = np.broadcast_to(np.cumsum(prior), (scale.size, prior.size))
+    cdf = _cdf_at(cumulative, scale, np.broadcast_to(_GRID_Z, (scale.size, _GRID_Z.size)))
+    cdf[:, -1] = 1.0
+    return np.diff(cdf, axis=1, prepend=0.0).mean(axis=0)
 
 
 def _undefined(limits: np.ndarray, n_patients: int, confidence: float) -> RiskDeconvolution:
@@ -297,6 +462,8 @@ def _undefined(limits: np.ndarray, n_patients: int, confidence: float) -> RiskDe
         share_upper=missing,
         confidence=confidence,
         num_bootstrap=0,
+        model_sd=missing,
+        jackknife_groups=0,
         grid_auc=norm.cdf(_GRID_Z),
         prior=np.full(_GRID_Z.size, np.nan),
         shrunken_auc=np.full(n_patients, np.nan),

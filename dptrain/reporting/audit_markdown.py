@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dptrain.audit.result import VIOLATION_EVIDENCE, AttackResult, AuditResult
+from dptrain.audit.shrinkage import RiskDeconvolution
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.attacker_markdown import (
     attribute_inference_section,
@@ -379,9 +380,11 @@ def notes_section(report: RunReport) -> str:
         f"- Per-patient p-values: {audit.exposure.test}; the list of detectably exposed patients "
         f"is Benjamini–Hochberg at FDR {audit.exposure.rate:.0%}.",
         "- Estimated share at risk: empirical-Bayes deconvolution (a smooth prior of the true "
-        "AUC fitted to the per-record paired t statistics, whose noise is known: noncentral t); "
-        f"{audit.deconvolution.confidence:.0%} percentile bootstrap over patients "
-        f"({audit.deconvolution.num_bootstrap} resamples).",
+        "AUC fitted to the per-record paired t statistics, whose noise is known: noncentral t; "
+        "each record read on the AUC's scale by its IN-OUT correlation within pairs); "
+        f"{audit.deconvolution.confidence:.0%} interval: percentile bootstrap over patients "
+        f"({audit.deconvolution.num_bootstrap} resamples) widened by the models' own variation "
+        f"(delete-a-group jackknife over model pairs, {_jackknife(audit.deconvolution)}).",
         f"- Reliability: Spearman ρ between the patient AUCs of two disjoint halves of the model "
         f"pairs (pairs kept together), mean of {audit.reliability.num_splits} random splits, and "
         "its Spearman–Brown projection to all models.",
@@ -420,6 +423,17 @@ def _above_bound_note(audit: AuditResult) -> str:
         "Per-patient point estimates above the bound are expected with many patients and few "
         "models; compare the lower bounds."
     )
+
+
+def _jackknife(deconvolution: RiskDeconvolution) -> str:
+    """The jackknife's groups and standard errors, in words."""
+    if not deconvolution.jackknife_groups:
+        return "not possible below 3 pairs: no interval"
+    errors = ", ".join(
+        f"{percent(error)} at {threshold:g}"
+        for threshold, error in zip(deconvolution.thresholds, deconvolution.model_sd, strict=True)
+    )
+    return f"{deconvolution.jackknife_groups} groups; standard error {errors}"
 
 
 def _group_privacy_note(audit: AuditResult) -> list[str]:

@@ -231,4 +231,7 @@ def audit_headline_metrics(audit: AuditResult) -> dict[str, float]:
         metrics[f"audit/estimated_share_above_{threshold:g}_upper"] = float(
             shares.share_upper[index]
         )
+        metrics[f"audit/estimated_share_above_{threshold:g}_model_sd"] = float(
+            shares.model_sd[index]
+        )
     return metrics

@@ -34,12 +34,24 @@ def non_private_spend(
 
 
 def simulate_audit(
-    *, num_models: int, true_z: np.ndarray, seed: int, record_patient: np.ndarray | None = None
+    *,
+    num_models: int,
+    true_z: np.ndarray,
+    seed: int,
+    record_patient: np.ndarray | None = None,
+    pair_correlation: float = 0.0,
+    model_leak_sd: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(signals, patient membership, record membership) with record r's true AUC Φ(true_z[r]).
 
     Each record's signal is N(level_r, 1) when OUT and N(level_r + √2·z_r, 1) when IN, so the
     binormal AUC of its IN-vs-OUT comparison is Φ(z_r); levels vary between records.
+
+    ``pair_correlation``: the noise of a pair's two models on a record is correlated (real
+    complementary pairs: −0.2 to −0.6), which leaves every record's AUC as it is.
+    ``model_leak_sd``: model k leaks (1 + model_leak_sd · N(0, 1)) times the effect, on every
+    record at once (models of one recipe differ in how much they overfit); a record's true AUC,
+    over models, is then Φ(z_r / √(1 + z_r² · model_leak_sd²)).
     """
     rng = np.random.default_rng(seed)
     n_records = len(true_z)
@@ -50,11 +62,12 @@ def simulate_audit(
     )
     record_membership = membership[:, record_patient]
     level = rng.normal(0.0, 2.0, n_records)
-    signals = (
-        level
-        + np.sqrt(2.0) * np.asarray(true_z) * record_membership
-        + rng.normal(size=(num_models, n_records))
-    )
+    noise = rng.normal(size=(num_models, n_records))
+    if pair_correlation:
+        c = pair_correlation
+        noise[1::2] = c * noise[0::2] + np.sqrt(1 - c**2) * noise[1::2]
+    leak = 1.0 + model_leak_sd * rng.normal(size=(num_models, 1)) if model_leak_sd else 1.0
+    signals = level + np.sqrt(2.0) * np.asarray(true_z) * leak * record_membership + noise
     return signals, membership, record_membership
 
 
