@@ -65,6 +65,25 @@ def test_record_vulnerability_recovers_known_binormal_auc():
     assert np.all(result.lower_bound <= result.auc)
 
 
+def test_record_vulnerability_with_correlated_complementary_pairs_keeps_its_confidence():
+    """The audit's pairs train on complementary halves, so a pair's two signals on a record
+    correlate; the standard error must carry that (the independent-sides formula's 95 % lower
+    bound exceeded a true AUC of 0.5 for 8.5 % of records at c = −0.5, K = 64)."""
+    from tests.audit.simulate import simulate_audit
+
+    signals, _, record_membership = simulate_audit(
+        num_models=64, true_z=np.zeros(4000), seed=1, pair_correlation=-0.5
+    )
+    paired = record_vulnerability(signals, record_membership)
+    assert 0.035 < np.mean(paired.lower_bound > 0.5) < 0.065
+    # The same models listed so that no two neighbours are complementary: independent sides.
+    order = np.r_[0:64:2, 1:64:2]
+    unpaired = record_vulnerability(signals[order], record_membership[order])
+    np.testing.assert_allclose(unpaired.auc, paired.auc)
+    assert np.mean(unpaired.lower_bound > 0.5) > 0.07
+    assert np.mean(paired.standard_error / unpaired.standard_error) > 1.15  # √1.5 = 1.22
+
+
 def test_record_vulnerability_guards_zero_variance():
     signals = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 2.0], [3.0, 2.0]])
     membership = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], dtype=bool)
