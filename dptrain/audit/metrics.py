@@ -15,6 +15,7 @@ from scipy.stats import norm, rankdata
 from scipy.stats import t as student_t
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from dptrain.audit.paired import pair_sides
 from dptrain.errors import ConfigError
 
 # Added to every per-record variance: a record whose signal is constant across its IN (or OUT)
@@ -152,8 +153,8 @@ def record_vulnerability(
             # above understate the standard error (by 17 % and 27 % there). With c the pair
             # covariance: Var(μ̂_in − μ̂_out) = (σ_in² + σ_out² − 2c)/n and
             # Var(σ̂_in² + σ̂_out²) = 2(σ_in⁴ + σ_out⁴ + 2c²)/(n − 1), n = K/2 pairs.
-            inside = np.where(mask[0::2], values[0::2], values[1::2]) - mean_in
-            outside = np.where(mask[0::2], values[1::2], values[0::2]) - mean_out
+            inside, outside = pair_sides(values, mask)
+            inside, outside = inside - mean_in, outside - mean_out
             n_pairs = inside.shape[0]
             covariance = np.sum(inside * outside, axis=0) / (n_pairs - 1)
             var_mean_diff = np.maximum(spread - 2 * covariance, _VARIANCE_FLOOR) / n_pairs

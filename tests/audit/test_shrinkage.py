@@ -10,9 +10,15 @@ from tests.audit.simulate import simulate_audit
 N_PATIENTS, PLANTED = 1500, 0.10
 
 
-def deconvolve(num_models, true_z, seed, *, record_patient=None, num_bootstrap=30):
+def deconvolve(num_models, true_z, seed, *, record_patient=None, num_bootstrap=30, **simulation):
+    """The audit's fit to a simulated audit (`simulate_audit` options in ``simulation``), and
+    the raw AUCs Φ(t/√(K/2))."""
     signals, _, record_membership = simulate_audit(
-        num_models=num_models, true_z=true_z, seed=seed, record_patient=record_patient
+        num_models=num_models,
+        true_z=true_z,
+        seed=seed,
+        record_patient=record_patient,
+        **simulation,
     )
     t, dof = paired_t(pair_differences(signals, record_membership))
     record_patient = np.arange(len(true_z)) if record_patient is None else record_patient
@@ -26,6 +32,22 @@ def deconvolve(num_models, true_z, seed, *, record_patient=None, num_bootstrap=3
         rng=np.random.default_rng(seed),
     )
     return fit, norm.cdf(t / np.sqrt(dof + 1))
+
+
+def fit_on_the_paired_scale(signals, record_membership):
+    """The fit to the paired t statistics read as Φ(μ_d/σ_d) (no per-record factor), and the t's."""
+    t, dof = paired_t(pair_differences(signals, record_membership))
+    fit = deconvolve_t_statistics(
+        t_statistics=t,
+        dof=dof,
+        n_pairs=dof + 1,
+        record_patient=np.arange(t.size),
+        n_patients=t.size,
+        thresholds=(0.8,),
+        num_bootstrap=0,
+        rng=np.random.default_rng(0),
+    )
+    return fit, t
 
 
 def test_planted_share_is_recovered_within_its_interval_and_is_stable_across_k():
@@ -51,17 +73,7 @@ def test_without_leakage_the_estimated_share_is_near_zero_and_auc_shrinks_to_one
     # audit's AUC scale then moves records past each other only a little.
     assert spearmanr(fit.shrunken_auc, raw_auc).statistic > 0.9
     signals, _, record_membership = simulate_audit(num_models=16, true_z=np.zeros(300), seed=3)
-    t, dof = paired_t(pair_differences(signals, record_membership))
-    one_scale = deconvolve_t_statistics(
-        t_statistics=t,
-        dof=dof,
-        n_pairs=dof + 1,
-        record_patient=np.arange(300),
-        n_patients=300,
-        thresholds=(0.8,),
-        num_bootstrap=0,
-        rng=np.random.default_rng(0),
-    )
+    one_scale, t = fit_on_the_paired_scale(signals, record_membership)
     assert np.all(np.diff(one_scale.shrunken_auc[np.argsort(t)]) >= -1e-9)
 
 
@@ -102,16 +114,7 @@ def test_too_few_pairs_give_an_undefined_estimate():
     assert np.isnan(fit.share_above).all() and np.isnan(fit.shrunken_auc).all()
     assert fit.num_bootstrap == 0
     # Two pairs give an estimate (1 dof) but no jackknife over pairs, so no interval.
-    signals, _, record_membership = simulate_audit(num_models=4, true_z=np.zeros(50), seed=0)
-    fit = deconvolve_patient_auc(
-        signals=signals,
-        record_membership=record_membership,
-        record_patient=np.arange(50),
-        n_patients=50,
-        thresholds=(0.8,),
-        num_bootstrap=5,
-        rng=np.random.default_rng(0),
-    )
+    fit, _ = deconvolve(4, np.zeros(50), seed=0, num_bootstrap=5)
     assert np.isfinite(fit.share_above).all() and np.isnan(fit.share_lower).all()
     assert fit.jackknife_groups == 0
 
@@ -168,31 +171,13 @@ def test_the_share_is_read_on_the_audits_auc_scale_when_a_pairs_models_correlate
     # 30 % of records spread evenly over AUC 0.5-0.98: 17.3 % above 0.8, many of them near it.
     true_z = np.where(np.arange(2000) % 10 < 3, np.linspace(0.0, 2.0, 2000), 0.0)
     planted = np.mean(true_z > norm.ppf(0.8))
+    fit, _ = deconvolve(64, true_z, seed=5, num_bootstrap=20, pair_correlation=-0.5)
     signals, _, record_membership = simulate_audit(
         num_models=64, true_z=true_z, seed=5, pair_correlation=-0.5
     )
-    fit = deconvolve_patient_auc(
-        signals=signals,
-        record_membership=record_membership,
-        record_patient=np.arange(2000),
-        n_patients=2000,
-        thresholds=(0.8,),
-        num_bootstrap=20,
-        rng=np.random.default_rng(0),
-    )
     assert abs(fit.share_above[0] - planted) < 0.01  # 17.6 %
     assert fit.share_lower[0] <= planted <= fit.share_upper[0]
-    t, dof = paired_t(pair_differences(signals, record_membership))
-    paired_scale = deconvolve_t_statistics(
-        t_statistics=t,
-        dof=dof,
-        n_pairs=dof + 1,
-        record_patient=np.arange(2000),
-        n_patients=2000,
-        thresholds=(0.8,),
-        num_bootstrap=0,
-        rng=np.random.default_rng(0),
-    )
+    paired_scale, _ = fit_on_the_paired_scale(signals, record_membership)
     assert paired_scale.share_above[0] < planted - 0.015  # 15.2 %
 
 
@@ -207,17 +192,8 @@ def test_the_interval_covers_when_models_leak_together():
     truth = np.mean(true_z / np.sqrt(1 + true_z**2 * sd**2) > norm.ppf(0.8))
     estimates, model_sd, covered = [], [], 0
     for seed in range(8):
-        signals, _, record_membership = simulate_audit(
-            num_models=16, true_z=true_z, seed=100 + seed, pair_correlation=-0.4, model_leak_sd=sd
-        )
-        fit = deconvolve_patient_auc(
-            signals=signals,
-            record_membership=record_membership,
-            record_patient=np.arange(1000),
-            n_patients=1000,
-            thresholds=(0.8,),
-            num_bootstrap=20,
-            rng=np.random.default_rng(seed),
+        fit, _ = deconvolve(
+            16, true_z, 100 + seed, num_bootstrap=20, pair_correlation=-0.4, model_leak_sd=sd
         )
         assert fit.jackknife_groups == 8
         estimates.append(fit.share_above[0])
