@@ -382,7 +382,7 @@ def analyse_signals(
                 risk,
                 thresholds=thresholds,
                 exposure=exposure,
-                tail_probability=deconvolution.tail_probability,
+                deconvolution=deconvolution,
             )
             + record_subgroup_risk(
                 vulnerability,

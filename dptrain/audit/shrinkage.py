@@ -108,6 +108,56 @@ class RiskDeconvolution:
     prior: np.ndarray
     shrunken_auc: np.ndarray = field(metadata=NOT_IN_JSON)
     tail_probability: np.ndarray = field(metadata=NOT_IN_JSON)
+    bootstrap_weights: np.ndarray = field(metadata=NOT_IN_JSON)
+    bootstrap_tails: np.ndarray = field(metadata=NOT_IN_JSON)
+    jackknife_tails: np.ndarray = field(metadata=NOT_IN_JSON)
+
+    def share_of(self, members: np.ndarray) -> ShareEstimate:
+        """The share of the ``members`` (bool mask over patients) above each threshold.
+
+        With the audit's interval: the cohort's bootstrap draws and jackknife fits read on the
+        subset (the prior stays the cohort's).
+        """
+        chosen = np.asarray(members, dtype=bool) & ~np.isnan(self.tail_probability[:, 0])
+        if not chosen.any():
+            missing = np.full(self.thresholds.size, np.nan)
+            return ShareEstimate(missing, missing, missing, missing)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = self.tail_probability[chosen].mean(axis=0)
+            lower, upper = _percentiles(
+                _bootstrap_shares(self.bootstrap_weights, self.bootstrap_tails, chosen),
+                self.confidence,
+            )
+            if self.jackknife_groups:
+                left_out = np.nanmean(self.jackknife_tails[:, chosen], axis=1)
+                model_sd = np.sqrt((self.jackknife_groups - 1) * np.var(left_out, axis=0))
+            else:
+                model_sd = np.full(share.size, np.nan)
+        spread = norm.ppf(0.5 + self.confidence / 2) * model_sd
+        return ShareEstimate(
+            share=share,
+            lower=np.maximum(0.0, share - np.hypot(share - lower, spread)),
+            upper=np.minimum(1.0, share + np.hypot(upper - share, spread)),
+            model_sd=model_sd,
+        )
+
+
+@dataclass(frozen=True)
+class ShareEstimate:
+    """The estimated share of a group of patients above each threshold, with its interval.
+
+    Attributes:
+        share: ``(n_thresholds,)`` mean posterior probability of the true AUC exceeding each.
+        lower: ``(n_thresholds,)`` lower end of the interval (patients and model pairs; NaN
+            without the jackknife).
+        upper: ``(n_thresholds,)`` upper end.
+        model_sd: ``(n_thresholds,)`` jackknife standard error over model pairs.
+    """
+
+    share: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    model_sd: np.ndarray
 
 
 def deconvolve_patient_auc(
@@ -179,19 +229,21 @@ def deconvolve_patient_auc(
     if n_pairs - max(len(group) for group in groups) < 2:
         missing = np.full(estimate.thresholds.size, np.nan)
         return replace(estimate, share_lower=missing, share_upper=missing)
-    # Delete-a-group jackknife: v = (G − 1)/G · Σ_g (θ₍g₎ − θ̄)².
+    # Delete-a-group jackknife, v = (G − 1)/G · Σ_g (θ₍g₎ − θ̄)², on every patient's tail
+    # probabilities, so that any group of patients can read its own (`RiskDeconvolution.share_of`).
     left_out = np.stack(
-        [fit(np.setdiff1d(np.arange(n_pairs), group), 0).share_above for group in groups]
+        [
+            fit(np.setdiff1d(np.arange(n_pairs), group), 0).tail_probability.astype(np.float32)
+            for group in groups
+        ]
     )
-    model_sd = np.sqrt((len(groups) - 1) * np.var(left_out, axis=0))
-    spread = norm.ppf(0.5 + confidence / 2) * model_sd
-    share = estimate.share_above
+    with_models = replace(estimate, jackknife_tails=left_out, jackknife_groups=len(groups))
+    everyone = with_models.share_of(np.ones(n_patients, dtype=bool))
     return replace(
-        estimate,
-        share_lower=np.maximum(0.0, share - np.hypot(share - estimate.share_lower, spread)),
-        share_upper=np.minimum(1.0, share + np.hypot(estimate.share_upper - share, spread)),
-        model_sd=model_sd,
-        jackknife_groups=len(groups),
+        with_models,
+        share_lower=everyone.lower,
+        share_upper=everyone.upper,
+        model_sd=everyone.model_sd,
     )
 
 
@@ -308,22 +360,20 @@ def _deconvolve(
     has_records = np.bincount(patient_of, minlength=n_patients) > 0
     share = tails[has_records].mean(axis=0)
 
-    draws = np.full((num_bootstrap, limits.size), np.nan)
+    # Every resample's weights and tail probabilities are kept (float32: 1.2 MB per 1,000
+    # patients and threshold at 100 resamples), so any group of patients reads its own interval.
+    weights = np.zeros((num_bootstrap, n_patients), dtype=np.float32)
+    boot_tails = np.zeros((num_bootstrap, n_patients, limits.size), dtype=np.float32)
     counted = np.flatnonzero(has_records)
     for b in range(num_bootstrap):
-        weights = np.bincount(rng.choice(counted, counted.size), minlength=n_patients).astype(
-            np.float64
+        weights[b] = np.bincount(rng.choice(counted, counted.size), minlength=n_patients)
+        refitted = _fit_prior(
+            likelihood, weights[b, patient_of].astype(np.float64), basis, penalty, coefficients
         )
-        refitted = _fit_prior(likelihood, weights[patient_of], basis, penalty, coefficients)
-        boot_tails, _ = _patient_posteriors(
+        boot_tails[b], _ = _patient_posteriors(
             likelihood, _prior(basis, refitted), scale, patient_of, n_patients, limits
         )
-        draws[b] = weights @ boot_tails / weights.sum()
-    alpha = 1 - confidence
-    if num_bootstrap:
-        lower, upper = np.quantile(draws, [alpha / 2, 1 - alpha / 2], axis=0)
-    else:
-        lower = upper = np.full(limits.size, np.nan)
+    lower, upper = _percentiles(_bootstrap_shares(weights, boot_tails, has_records), confidence)
     return RiskDeconvolution(
         thresholds=limits,
         share_above=share,
@@ -337,7 +387,28 @@ def _deconvolve(
         prior=_scaled_prior(prior, scale),
         shrunken_auc=np.where(has_records, shrunken, np.nan),
         tail_probability=np.where(has_records[:, None], tails, np.nan),
+        bootstrap_weights=weights,
+        bootstrap_tails=boot_tails,
+        jackknife_tails=np.zeros((0, n_patients, limits.size), dtype=np.float32),
     )
+
+
+def _bootstrap_shares(weights: np.ndarray, tails: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """(n_resamples, n_thresholds) share of the members above each threshold in each resample."""
+    chosen = weights[:, members].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("bp,bpt->bt", chosen, tails[:, members]) / chosen.sum(axis=1)[:, None]
+
+
+def _percentiles(draws: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided percentile interval of bootstrap draws (NaN without any)."""
+    alpha = 1 - confidence
+    finite = np.isfinite(draws).all(axis=1)
+    if not finite.any():
+        missing = np.full(draws.shape[1], np.nan)
+        return missing, missing
+    lower, upper = np.quantile(draws[finite], [alpha / 2, 1 - alpha / 2], axis=0)
+    return lower, upper
 
 
 def _likelihood(t: np.ndarray, dof: float, n_pairs: int) -> np.ndarray:
@@ -468,4 +539,7 @@ def _undefined(limits: np.ndarray, n_patients: int, confidence: float) -> RiskDe
         prior=np.full(_GRID_Z.size, np.nan),
         shrunken_auc=np.full(n_patients, np.nan),
         tail_probability=np.full((n_patients, limits.size), np.nan),
+        bootstrap_weights=np.zeros((0, n_patients), dtype=np.float32),
+        bootstrap_tails=np.zeros((0, n_patients, limits.size), dtype=np.float32),
+        jackknife_tails=np.zeros((0, n_patients, limits.size), dtype=np.float32),
     )

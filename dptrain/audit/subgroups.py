@@ -13,6 +13,7 @@ import numpy as np
 from dptrain.audit.fdr import PatientExposure, benjamini_hochberg
 from dptrain.audit.metrics import RecordVulnerability
 from dptrain.audit.patients import PatientRisk, aggregate_by_patient
+from dptrain.audit.shrinkage import RiskDeconvolution
 
 WHOLE_COHORT = "all patients"
 
@@ -37,6 +38,9 @@ class SubgroupRisk:
             subgroup's p-values alone, FDR controlled within the subgroup).
         estimated_share_above: ``(n_thresholds,)`` empirical-Bayes estimate of the share whose
             true AUC exceeds each threshold (mean posterior probability; None without it).
+        estimated_share_lower: ``(n_thresholds,)`` lower end of its interval (patients and model
+            pairs, `dptrain.audit.shrinkage.RiskDeconvolution.share_of`).
+        estimated_share_upper: ``(n_thresholds,)`` upper end.
     """
 
     attribute: str
@@ -51,6 +55,8 @@ class SubgroupRisk:
     exposed_fdr: int | None = None
     exposed_fdr_within: int | None = None
     estimated_share_above: np.ndarray | None = None
+    estimated_share_lower: np.ndarray | None = None
+    estimated_share_upper: np.ndarray | None = None
 
 
 def subgroup_risk(
@@ -58,7 +64,7 @@ def subgroup_risk(
     *,
     thresholds: tuple[float, ...],
     exposure: PatientExposure | None = None,
-    tail_probability: np.ndarray | None = None,
+    deconvolution: RiskDeconvolution | None = None,
 ) -> list[SubgroupRisk]:
     """The whole cohort first, then every value of every attribute.
 
@@ -66,8 +72,8 @@ def subgroup_risk(
         risk: Per-patient risk with subgroup attributes.
         thresholds: AUC thresholds at which shares of exposed patients are counted.
         exposure: Per-patient p-values and the cohort-wide FDR list, to count per subgroup.
-        tail_probability: ``(n_patients, n_thresholds)`` posterior probability that each
-            patient's true AUC exceeds each threshold (`dptrain.audit.shrinkage`).
+        deconvolution: The empirical-Bayes fit (`dptrain.audit.shrinkage`), for each subgroup's
+            estimated share and its interval.
 
     Returns:
         One `SubgroupRisk` per row.
@@ -81,7 +87,7 @@ def subgroup_risk(
         [('all patients', [0.5]), ('F', [0.0]), ('M', [1.0])]
     """
     everyone = np.ones(len(risk.auc), dtype=bool)
-    extra = {"exposure": exposure, "tail_probability": tail_probability}
+    extra = {"exposure": exposure, "deconvolution": deconvolution}
     rows = [_summarise(risk, everyone, WHOLE_COHORT, WHOLE_COHORT, thresholds, **extra)]
     for attribute, values in risk.attributes.items():
         for value in np.unique(values):
@@ -139,7 +145,7 @@ def record_subgroup_risk(
                     str(value),
                     thresholds,
                     exposure=None,
-                    tail_probability=None,
+                    deconvolution=None,
                 )
             )
     return rows
@@ -153,7 +159,7 @@ def _summarise(
     thresholds: tuple[float, ...],
     *,
     exposure: PatientExposure | None,
-    tail_probability: np.ndarray | None,
+    deconvolution: RiskDeconvolution | None,
 ) -> SubgroupRisk:
     auc, lower = risk.auc[members], risk.lower_bound[members]
     limits = np.asarray(thresholds, dtype=np.float64)
@@ -181,10 +187,19 @@ def _summarise(
         share_above_lower_bound=share_lower,
         exposed_fdr=None if exposure is None else int(exposure.exposed[members].sum()),
         exposed_fdr_within=None if exposure is None else _own_list(exposure, members),
-        estimated_share_above=(
-            None if tail_probability is None else np.nanmean(tail_probability[members], axis=0)
-        ),
+        **_estimated_share(deconvolution, members),
     )
+
+
+def _estimated_share(deconvolution: RiskDeconvolution | None, members: np.ndarray) -> dict:
+    if deconvolution is None:
+        return {}
+    estimate = deconvolution.share_of(members)
+    return {
+        "estimated_share_above": estimate.share,
+        "estimated_share_lower": estimate.lower,
+        "estimated_share_upper": estimate.upper,
+    }
 
 
 def _own_list(exposure: PatientExposure, members: np.ndarray) -> int:

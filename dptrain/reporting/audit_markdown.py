@@ -15,6 +15,7 @@ import numpy as np
 
 from dptrain.audit.result import VIOLATION_EVIDENCE, AttackResult, AuditResult
 from dptrain.audit.shrinkage import RiskDeconvolution
+from dptrain.audit.subgroups import SubgroupRisk
 from dptrain.privacy.accounting import PrivacySpend
 from dptrain.reporting.attacker_markdown import (
     attribute_inference_section,
@@ -299,7 +300,7 @@ def subgroup_section(audit: AuditResult) -> str:
             number(row.max_auc),
             *[f"{share:.1%}" for share in row.share_above],
             f"{row.share_above_lower_bound[-1]:.1%}",
-            percent(None if row.estimated_share_above is None else row.estimated_share_above[0]),
+            _estimated(row),
             "n/a" if row.exposed_fdr is None else row.exposed_fdr,
             "n/a" if row.exposed_fdr_within is None else row.exposed_fdr_within,
         ]
@@ -308,10 +309,23 @@ def subgroup_section(audit: AuditResult) -> str:
     return (
         "## Leakage by subgroup\n\nShare of patients whose per-patient attack AUC exceeds each "
         "threshold; small subgroups have noisy shares (see the patient counts). The estimated "
-        "share is the empirical-Bayes one (noise removed); the FDR list columns count the "
+        "share is the empirical-Bayes one (noise removed), with its "
+        f"{audit.deconvolution.confidence:.0%} interval over patients and model pairs; the FDR "
+        "list columns count the "
         "subgroup's patients on the cohort-wide list and on the subgroup's own list (FDR "
         f"{rate:.0%} within the subgroup).\n\n" + table(header, rows)
     )
+
+
+def _estimated(row: SubgroupRisk) -> str:
+    """A subgroup's estimated share at the first threshold, with its interval."""
+    if row.estimated_share_above is None:
+        return "n/a"
+    share = percent(row.estimated_share_above[0])
+    if row.estimated_share_lower is None or np.isnan(row.estimated_share_lower[0]):
+        return share
+    lower, upper = row.estimated_share_lower[0], row.estimated_share_upper[0]
+    return f"{share} [{percent(lower)}, {percent(upper)}]"
 
 
 def attacks_section(audit: AuditResult) -> str:

@@ -201,3 +201,19 @@ def test_the_interval_covers_when_models_leak_together():
         covered += fit.share_lower[0] <= truth <= fit.share_upper[0]
     assert covered == 8
     assert 0.7 < np.mean(model_sd) / np.std(estimates, ddof=1) < 4.0
+
+
+def test_a_subgroup_reads_its_own_share_and_interval_from_the_cohorts_fit():
+    """Leakage planted in a minority: 300 of 1,500 patients, a third of them at AUC 0.98."""
+    minority = np.arange(N_PATIENTS) < 300
+    true_z = np.where(minority & (np.arange(N_PATIENTS) % 3 == 0), 2.0, 0.0)
+    fit, _ = deconvolve(32, true_z, seed=2, num_bootstrap=30, pair_correlation=-0.3)
+    everyone = fit.share_of(np.ones(N_PATIENTS, dtype=bool))
+    np.testing.assert_allclose(everyone.share, fit.share_above)
+    np.testing.assert_allclose(everyone.lower, fit.share_lower)
+    np.testing.assert_allclose(everyone.upper, fit.share_upper)
+    small, large = fit.share_of(minority), fit.share_of(~minority)
+    assert small.lower[0] <= 1 / 3 <= small.upper[0]
+    assert large.share[0] < 0.01 and large.upper[0] < 0.02
+    assert small.upper[0] - small.lower[0] > fit.share_upper[0] - fit.share_lower[0]
+    assert np.all(small.model_sd > 0) and np.isnan(fit.share_of(minority & False).share).all()
