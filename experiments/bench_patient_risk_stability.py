@@ -61,11 +61,11 @@ signals, which they do not change); the attacks are loss, online LiRA (both vari
 without offline LiRA, so the null floor is that of the best of these; `--workers` local processes
 stand in for `audit.executor` (the signals are the same on every executor).
 
-Issue 7's table (about 5 minutes on 2 cores):
+Issue 7's table (about 10 minutes on 2 cores):
 
     python experiments/bench_patient_risk_stability.py --sizes 16 32 64 128 256
 
-The image and ECG tables at the same sizes (about 8 and 25 minutes on 2 cores;
+The image and ECG tables at the same sizes (about 8 and 12 minutes on 2 cores;
 experiments/README.md):
 
     python experiments/bench_patient_risk_stability.py --experiment breastmnist \\
