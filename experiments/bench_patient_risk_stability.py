@@ -93,14 +93,18 @@ from scipy.special import digamma, polygamma
 from scipy.stats import beta
 
 from dptrain.audit.fdr import patient_exposure
-from dptrain.audit.paired import pair_sides, paired_t, remove_membership_effect
+from dptrain.audit.paired import (
+    pair_sides,
+    paired_t,
+    remove_membership_effect,
+    unpaired_scale,
+)
 from dptrain.audit.reference import Recipe, train_reference_models
 from dptrain.audit.run import AuditResult, analyse_signals
 from dptrain.audit.shrinkage import (
     RiskDeconvolution,
     deconvolve_patient_auc,
     deconvolve_t_statistics,
-    unpaired_scale,
 )
 from dptrain.cli.config import CONFIG_DIR, compose_run_config
 from dptrain.data.splits import balanced_membership_masks

@@ -61,7 +61,7 @@ from scipy.stats import nct, norm
 from threadpoolctl import threadpool_limits
 
 from dptrain.audit.metrics import check_confidence
-from dptrain.audit.paired import pair_sides, paired_t
+from dptrain.audit.paired import pair_sides, paired_t, unpaired_scale
 
 NOT_IN_JSON = {"json": False}
 
@@ -83,9 +83,6 @@ _EXACT_DOF_BELOW = 200
 # K = 128 reads 3.5 % on the same signals (see tests/audit/test_shrinkage.py).
 _KNOT_STEP_AUC = 0.05
 _PENALTY = 1.0
-# Added to both variances of `unpaired_scale`, as `paired_t` adds it to its variance: constant
-# differences would otherwise give a factor of 0.
-_VARIANCE_FLOOR = 1e-12
 # At most this many jackknife groups of model pairs (each left out in turn): one pair per group up
 # to K = 32, then groups of K/32 pairs, so the model component costs at most 16 refits.
 _JACKKNIFE_GROUPS = 16
@@ -262,36 +259,6 @@ def deconvolve_patient_auc(
         share_upper=everyone.upper,
         model_sd=everyone.model_sd,
     )
-
-
-def unpaired_scale(inside: np.ndarray, outside: np.ndarray) -> np.ndarray:
-    """Per record, σ_d / √(σ_IN² + σ_OUT²): the factor from the paired effect to the audit's AUC.
-
-    The paired t measures μ_d/σ_d; the audit's per-record AUC (`record_vulnerability`) is
-    Φ(μ_d / √(σ_IN² + σ_OUT²)), the attacker's: the target model and an OUT model are
-    independent. Within a pair they are not (complementary halves: ACTG 175's IN and OUT
-    signals correlate at −0.37 non-private and −0.61 at ε = 8), so σ_d is the larger and the
-    paired scale alone understated the share above 0.8 (3.8 % for 5.0 % on ACTG 175, 25.5 % for
-    28.2 % on BreastMNIST, at K = 256). Estimated per record: pooling it across records biases the
-    leaky ones, whose IN and OUT sides correlate less (BreastMNIST: Spearman 0.70 with the AUC).
-
-    Args:
-        inside: ``(K/2, n_records)`` IN sides of the pairs (`dptrain.audit.paired.pair_sides`).
-        outside: ``(K/2, n_records)`` OUT sides.
-
-    Returns:
-        ``(n_records,)`` factors (1 where the sides do not vary; NaN below 2 pairs).
-
-    Example:
-        >>> inside = np.array([[1.0], [2.0], [3.0]])
-        >>> round(float(unpaired_scale(inside, -inside)[0]), 4)  # anti-correlated: σ_d = 2σ
-        1.4142
-    """
-    if inside.shape[0] < 2:
-        return np.full(inside.shape[1], np.nan)
-    paired = np.var(inside - outside, axis=0, ddof=1) + _VARIANCE_FLOOR
-    unpaired = np.var(inside, axis=0, ddof=1) + np.var(outside, axis=0, ddof=1) + _VARIANCE_FLOOR
-    return np.sqrt(paired / unpaired)
 
 
 def deconvolve_t_statistics(
